@@ -1,0 +1,1 @@
+"""The closed loop's aggregates, events, rules and command service (pure Python, no I/O)."""

@@ -1,0 +1,1 @@
+"""Read models built from the notification log (scoreboard, matrix, supervision, audit, trace)."""

@@ -1,0 +1,1 @@
+"""Scheduled jobs (APScheduler): quarterly settlement and deadline checks."""

@@ -1,0 +1,59 @@
+"""The one settings object: every knob is a ``CLOSEDLOOP_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("closedloop.db")
+
+
+class Settings(BaseSettings):
+    """Configuration read from ``CLOSEDLOOP_*`` variables (and a ``.env`` file, if present)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSEDLOOP_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "Unset: the embedded SQLite file ./closedloop.db. "
+            "sqlite:///path/to/file.db: another SQLite file. "
+            "postgresql://user[:password]@host[:port]/dbname: PostgreSQL via psycopg 3."
+        ),
+    )
+    database_schema: str = Field(
+        default="public", description="PostgreSQL schema holding closedloop's tables."
+    )
+    postgres_pool_size: int = Field(default=8, ge=1, le=200)
+    postgres_max_overflow: int = Field(default=8, ge=0, le=200)
+    postgres_lock_timeout_seconds: int = Field(
+        default=5, ge=0, description="How long a write waits for the event table's lock."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            return value
+        raise ValueError(
+            "CLOSEDLOOP_DATABASE_URL must start with postgresql://, postgres:// or sqlite:///"
+        )
+
+    @property
+    def store_kind(self) -> Literal["sqlite", "postgres"]:
+        if self.database_url is None or self.database_url.startswith("sqlite:///"):
+            return "sqlite"
+        return "postgres"
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.database_url is None:
+            return DEFAULT_SQLITE_PATH
+        return Path(self.database_url.removeprefix("sqlite:///"))
