@@ -43,11 +43,16 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         app.close()
     for entry in entries:
-        effective = "" if entry.effective_at == entry.recorded_at else (
-            f" effective {entry.effective_at.isoformat()}")
+        effective = (
+            ""
+            if entry.effective_at == entry.recorded_at
+            else (f" effective {entry.effective_at.isoformat()}")
+        )
         reason = f" because {entry.reason!r}" if entry.reason else ""
-        print(f"v{entry.version} {entry.recorded_at.isoformat()} {entry.type} "
-              f"by {entry.actor}{reason}{effective}")
+        print(
+            f"v{entry.version} {entry.recorded_at.isoformat()} {entry.type} "
+            f"by {entry.actor}{reason}{effective}"
+        )
         print(f"    {json.dumps(entry.data, default=_plain, ensure_ascii=False)}")
     return 0
 

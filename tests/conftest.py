@@ -31,7 +31,9 @@ def postgres_url() -> str:
     if url:
         return url
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("CLOSEDLOOP_TEST_POSTGRES_URL is not set: the PostgreSQL leg is mandatory in CI")
+        pytest.fail(
+            "CLOSEDLOOP_TEST_POSTGRES_URL is not set: the PostgreSQL leg is mandatory in CI"
+        )
     pytest.skip("CLOSEDLOOP_TEST_POSTGRES_URL is not set")
 
 
@@ -46,9 +48,7 @@ def postgres_settings() -> Iterator[Settings]:
         yield settings
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

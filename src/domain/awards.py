@@ -1,4 +1,4 @@
-"""Rewards and penalties (兑现奖惩): issued with a basis, revocable only by a new event with a reason."""
+"""Rewards and penalties (兑现奖惩): issued with a basis, revoked only by an event with a reason."""
 
 from __future__ import annotations
 
@@ -46,8 +46,15 @@ class Award(LoopAggregate):
             award.revoked = True
 
     def __init__(
-        self, cycle_id: UUID, stage: str | None, kind: AwardKind, unit_id: UUID | None,
-        person_id: UUID | None, basis: str, points: Decimal | None, rule: str | None,
+        self,
+        cycle_id: UUID,
+        stage: str | None,
+        kind: AwardKind,
+        unit_id: UUID | None,
+        person_id: UUID | None,
+        basis: str,
+        points: Decimal | None,
+        rule: str | None,
     ) -> None:
         self.cycle_id = cycle_id
         self.stage = stage
@@ -61,13 +68,21 @@ class Award(LoopAggregate):
 
     @classmethod
     def issue(
-        cls, *, cycle: Cycle, kind: AwardKind, basis: str, unit: Unit | None = None,
-        person: Person | None = None, stage: str | None = None, points: Decimal | None = None,
+        cls,
+        *,
+        cycle: Cycle,
+        kind: AwardKind,
+        basis: str,
+        unit: Unit | None = None,
+        person: Person | None = None,
+        stage: str | None = None,
+        points: Decimal | None = None,
         rule: str | None = None,
     ) -> Award:
         if (unit is None) == (person is None):
-            raise AwardHasOneRecipient(unit=unit.id if unit else None,
-                                       person=person.id if person else None)
+            raise AwardHasOneRecipient(
+                unit=unit.id if unit else None, person=person.id if person else None
+            )
         if not basis or not basis.strip():
             raise AwardNeedsBasis(kind=kind.value)
         if stage is not None:
@@ -75,13 +90,19 @@ class Award(LoopAggregate):
         if points is not None and (not points.is_finite() or points < 0):
             raise InvalidValue(field="points", rule="a non-negative number", value=points)
         return cls(
-            cycle_id=cycle.id, stage=stage, kind=kind, unit_id=unit.id if unit else None,
+            cycle_id=cycle.id,
+            stage=stage,
+            kind=kind,
+            unit_id=unit.id if unit else None,
             person_id=person.id if person else None,
-            basis=require_text(basis, field_name="basis"), points=points, rule=rule,
+            basis=require_text(basis, field_name="basis"),
+            points=points,
+            rule=rule,
         )
 
     def revoke(self, *, reason: str | None) -> None:
         if self.revoked:
             raise AwardRevokedOnlyOnce(award=self.id)
-        self.trigger_event(self.AwardRevoked,
-                           reason=require_reason(reason, action="revoke an award"))
+        self.trigger_event(
+            self.AwardRevoked, reason=require_reason(reason, action="revoke an award")
+        )

@@ -15,7 +15,16 @@ from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
 
 AGGREGATES: tuple[type[LoopAggregate], ...] = (
-    Unit, Person, Cycle, Target, Problem, Measure, Duty, Meeting, Rectification, Award,
+    Unit,
+    Person,
+    Cycle,
+    Target,
+    Problem,
+    Measure,
+    Duty,
+    Meeting,
+    Rectification,
+    Award,
 )
 
 
@@ -24,7 +33,8 @@ def event_classes(aggregate: type[LoopAggregate]) -> list[type[LoopEvent]]:
     return [
         value
         for name, value in vars(aggregate).items()
-        if isinstance(value, type) and issubclass(value, LoopEvent)
+        if isinstance(value, type)
+        and issubclass(value, LoopEvent)
         and name not in ("Event", "Created")
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 
 from closedloop.domain.base import LoopAggregate, require_text
 from closedloop.domain.errors import InvalidValue, RuleViolation
@@ -71,8 +72,9 @@ class Cycle(LoopAggregate):
             raise InvalidValue(field="year", rule="between 2000 and 2100", value=year)
         chosen = list(stages) if stages else quarters(year)
         _check_stages(chosen)
-        return cls(year=year, name=require_text(name, field_name="name", max_length=200),
-                   stages=chosen)
+        return cls(
+            year=year, name=require_text(name, field_name="name", max_length=200), stages=chosen
+        )
 
     @property
     def starts_on(self) -> date:
@@ -98,7 +100,9 @@ class Cycle(LoopAggregate):
     def require_within(self, deadline: date, *, field_name: str = "deadline") -> date:
         if not self.starts_on <= deadline <= self.ends_on:
             raise DeadlineWithinCycle(
-                field=field_name, value=deadline, cycle_start=self.starts_on,
+                field=field_name,
+                value=deadline,
+                cycle_start=self.starts_on,
                 cycle_end=self.ends_on,
             )
         return deadline
@@ -125,8 +129,9 @@ def _check_stages(stages: Sequence[Stage]) -> None:
         raise StagesMustTileTheCycle(stages=keys)
     for stage in stages:
         if not stage.key.strip() or stage.starts_on > stage.ends_on:
-            raise StagesMustTileTheCycle(stage=stage.key, starts_on=stage.starts_on,
-                                         ends_on=stage.ends_on)
-    for earlier, later in zip(stages, stages[1:], strict=False):
+            raise StagesMustTileTheCycle(
+                stage=stage.key, starts_on=stage.starts_on, ends_on=stage.ends_on
+            )
+    for earlier, later in pairwise(stages):
         if later.starts_on <= earlier.ends_on:
             raise StagesMustTileTheCycle(earlier=earlier.key, later=later.key)

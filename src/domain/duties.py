@@ -71,27 +71,35 @@ class Duty(LoopAggregate):
     def assign(cls, *, person: Person, unit: Unit, tier: DutyTier, effective_from: date) -> Duty:
         if unit.kind not in TIER_UNIT_KINDS[tier]:
             raise DutyTierMatchesUnitKind(
-                tier=tier.value, unit=unit.id, unit_kind=unit.kind.value,
+                tier=tier.value,
+                unit=unit.id,
+                unit_kind=unit.kind.value,
                 allowed=sorted(k.value for k in TIER_UNIT_KINDS[tier]),
             )
         if person.unit_id != unit.id:
-            raise DutyHolderBelongsToUnit(person=person.id, person_unit=person.unit_id,
-                                          duty_unit=unit.id)
-        return cls(person_id=person.id, unit_id=unit.id, tier=tier,
-                   effective_from=effective_from)
+            raise DutyHolderBelongsToUnit(
+                person=person.id, person_unit=person.unit_id, duty_unit=unit.id
+            )
+        return cls(person_id=person.id, unit_id=unit.id, tier=tier, effective_from=effective_from)
 
     @property
     def is_active(self) -> bool:
         return self.effective_to is None
 
     def active_on(self, day: date) -> bool:
-        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+        return self.effective_from <= day and (
+            self.effective_to is None or day <= self.effective_to
+        )
 
     def relieve(self, *, effective_to: date, reason: str | None) -> None:
         if self.effective_to is not None:
             raise DutyRelievedOnlyOnce(duty=self.id, effective_to=self.effective_to)
         if effective_to < self.effective_from:
-            raise ReliefNotBeforeStart(duty=self.id, effective_from=self.effective_from,
-                                       effective_to=effective_to)
-        self.trigger_event(self.DutyRelieved, effective_to=effective_to,
-                           reason=require_reason(reason, action="relieve a duty"))
+            raise ReliefNotBeforeStart(
+                duty=self.id, effective_from=self.effective_from, effective_to=effective_to
+            )
+        self.trigger_event(
+            self.DutyRelieved,
+            effective_to=effective_to,
+            reason=require_reason(reason, action="relieve a duty"),
+        )

@@ -60,8 +60,14 @@ class Measure(LoopAggregate):
             measure.status = MeasureStatus.CANCELLED
 
     def __init__(
-        self, cycle_id: UUID, title: str, problem_ids: list[UUID], target_id: UUID | None,
-        deadline: date, lead_unit_id: UUID, responsible_unit_ids: list[UUID],
+        self,
+        cycle_id: UUID,
+        title: str,
+        problem_ids: list[UUID],
+        target_id: UUID | None,
+        deadline: date,
+        lead_unit_id: UUID,
+        responsible_unit_ids: list[UUID],
         responsible_leader_id: UUID,
     ) -> None:
         self.cycle_id = cycle_id
@@ -77,9 +83,16 @@ class Measure(LoopAggregate):
 
     @classmethod
     def adopt(
-        cls, *, cycle: Cycle, title: str, deadline: date, lead_unit: Unit,
-        responsible_units: Sequence[Unit], responsible_leader: Person,
-        problems: Sequence[Problem] = (), target: Target | None = None,
+        cls,
+        *,
+        cycle: Cycle,
+        title: str,
+        deadline: date,
+        lead_unit: Unit,
+        responsible_units: Sequence[Unit],
+        responsible_leader: Person,
+        problems: Sequence[Problem] = (),
+        target: Target | None = None,
     ) -> Measure:
         if not problems and target is None:
             raise MeasureAddressesSomething(problems=[], target=None)
@@ -87,10 +100,12 @@ class Measure(LoopAggregate):
         if foreign or (target is not None and target.cycle_id != cycle.id):
             raise MeasureAddressesSomething(cycle=cycle.id, other_cycle_items=foreign or target)
         return cls(
-            cycle_id=cycle.id, title=require_text(title, field_name="title", max_length=300),
+            cycle_id=cycle.id,
+            title=require_text(title, field_name="title", max_length=300),
             problem_ids=list(dict.fromkeys(p.id for p in problems)),
             target_id=target.id if target else None,
-            deadline=cycle.require_within(deadline), lead_unit_id=lead_unit.id,
+            deadline=cycle.require_within(deadline),
+            lead_unit_id=lead_unit.id,
             responsible_unit_ids=list(dict.fromkeys(u.id for u in responsible_units)),
             responsible_leader_id=responsible_leader.id,
         )

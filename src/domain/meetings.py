@@ -73,8 +73,14 @@ class Meeting(LoopAggregate):
             meeting.reviews = (*meeting.reviews, (self.unit_id, self.reviewer_id, self.comment))
 
     def __init__(
-        self, cycle_id: UUID, stage: str, title: str, held_on: date, attendee_ids: list[UUID],
-        scale_min: Decimal, scale_max: Decimal,
+        self,
+        cycle_id: UUID,
+        stage: str,
+        title: str,
+        held_on: date,
+        attendee_ids: list[UUID],
+        scale_min: Decimal,
+        scale_max: Decimal,
     ) -> None:
         self.cycle_id = cycle_id
         self.stage = stage
@@ -89,8 +95,14 @@ class Meeting(LoopAggregate):
 
     @classmethod
     def convene(
-        cls, *, cycle: Cycle, stage: str, title: str, held_on: date,
-        attendees: Sequence[Person], scale_min: Decimal = Decimal(0),
+        cls,
+        *,
+        cycle: Cycle,
+        stage: str,
+        title: str,
+        held_on: date,
+        attendees: Sequence[Person],
+        scale_min: Decimal = Decimal(0),
         scale_max: Decimal = Decimal(100),
     ) -> Meeting:
         cycle.stage(stage)
@@ -98,25 +110,37 @@ class Meeting(LoopAggregate):
         if not attendees:
             raise InvalidValue(field="attendees", rule="at least one attendee")
         if not (scale_min.is_finite() and scale_max.is_finite() and scale_min < scale_max):
-            raise InvalidValue(field="scale", rule="scale_min < scale_max",
-                               scale_min=scale_min, scale_max=scale_max)
+            raise InvalidValue(
+                field="scale",
+                rule="scale_min < scale_max",
+                scale_min=scale_min,
+                scale_max=scale_max,
+            )
         return cls(
-            cycle_id=cycle.id, stage=stage,
-            title=require_text(title, field_name="title", max_length=300), held_on=held_on,
+            cycle_id=cycle.id,
+            stage=stage,
+            title=require_text(title, field_name="title", max_length=300),
+            held_on=held_on,
             attendee_ids=list(dict.fromkeys(p.id for p in attendees)),
-            scale_min=scale_min, scale_max=scale_max,
+            scale_min=scale_min,
+            scale_max=scale_max,
         )
 
     def deliver_report(self, *, unit: Unit, reporter: Person, summary: str) -> None:
         if unit.first_responsible is None or unit.first_responsible[1] != reporter.id:
             raise ReporterIsFirstResponsible(
-                unit=unit.id, reporter=reporter.id,
+                unit=unit.id,
+                reporter=reporter.id,
                 first_responsible=unit.first_responsible[1] if unit.first_responsible else None,
             )
         if unit.id in self.reports:
             raise UnitReportsOncePerMeeting(meeting=self.id, unit=unit.id)
-        self.trigger_event(self.ReportDelivered, unit_id=unit.id, reporter_id=reporter.id,
-                           summary=require_text(summary, field_name="summary", max_length=10000))
+        self.trigger_event(
+            self.ReportDelivered,
+            unit_id=unit.id,
+            reporter_id=reporter.id,
+            summary=require_text(summary, field_name="summary", max_length=10000),
+        )
 
     def cast_score(
         self, *, rater: Person, unit_id: UUID, score: Decimal, reason: str | None = None
@@ -128,17 +152,21 @@ class Meeting(LoopAggregate):
         if rater.unit_id == unit_id:
             raise RaterMayNotScoreOwnUnit(rater=rater.id, unit=unit_id)
         if not (score.is_finite() and self.scale_min <= score <= self.scale_max):
-            raise ScoreWithinScale(score=score, scale_min=self.scale_min,
-                                   scale_max=self.scale_max)
+            raise ScoreWithinScale(score=score, scale_min=self.scale_min, scale_max=self.scale_max)
         if (unit_id, rater.id) in self.scores:
             reason = require_reason(reason, action="correct a cast score")
-        self.trigger_event(self.ScoreCast, rater_id=rater.id, unit_id=unit_id, score=score,
-                           reason=reason)
+        self.trigger_event(
+            self.ScoreCast, rater_id=rater.id, unit_id=unit_id, score=score, reason=reason
+        )
 
     def comment_review(self, *, reviewer: Person, unit_id: UUID, comment: str) -> None:
         self._require_report(unit_id)
-        self.trigger_event(self.ReviewCommented, reviewer_id=reviewer.id, unit_id=unit_id,
-                           comment=require_text(comment, field_name="comment", max_length=10000))
+        self.trigger_event(
+            self.ReviewCommented,
+            reviewer_id=reviewer.id,
+            unit_id=unit_id,
+            comment=require_text(comment, field_name="comment", max_length=10000),
+        )
 
     def scores_for(self, unit_id: UUID) -> list[Decimal]:
         return [score for (unit, _), score in self.scores.items() if unit == unit_id]

@@ -115,8 +115,15 @@ class Problem(LoopAggregate):
             problem.resolved_at = None
 
     def __init__(
-        self, cycle_id: UUID, unit_id: UUID, target_id: UUID | None, title: str,
-        description: str, source: ProblemSource, severity: Severity, shared: bool,
+        self,
+        cycle_id: UUID,
+        unit_id: UUID,
+        target_id: UUID | None,
+        title: str,
+        description: str,
+        source: ProblemSource,
+        severity: Severity,
+        shared: bool,
         effective_at: datetime | None = None,
     ) -> None:
         self.cycle_id = cycle_id
@@ -136,17 +143,30 @@ class Problem(LoopAggregate):
 
     @classmethod
     def find(
-        cls, *, cycle: Cycle, unit: Unit, title: str, source: ProblemSource,
-        severity: Severity = Severity.ORDINARY, shared: bool = False, description: str = "",
-        target: Target | None = None, found_at: datetime | None = None,
+        cls,
+        *,
+        cycle: Cycle,
+        unit: Unit,
+        title: str,
+        source: ProblemSource,
+        severity: Severity = Severity.ORDINARY,
+        shared: bool = False,
+        description: str = "",
+        target: Target | None = None,
+        found_at: datetime | None = None,
     ) -> Problem:
         if target is not None and target.cycle_id != cycle.id:
             raise ProblemConcernsItsTarget(target=target.id, cycle=cycle.id)
         return cls._create(
             cls.ProblemFound,
-            cycle_id=cycle.id, unit_id=unit.id, target_id=target.id if target else None,
+            cycle_id=cycle.id,
+            unit_id=unit.id,
+            target_id=target.id if target else None,
             title=require_text(title, field_name="title", max_length=300),
-            description=description.strip(), source=source, severity=severity, shared=shared,
+            description=description.strip(),
+            source=source,
+            severity=severity,
+            shared=shared,
             effective_at=require_aware(found_at, field_name="found_at"),
         )
 
@@ -155,7 +175,8 @@ class Problem(LoopAggregate):
         if to_unit.kind not in DISPATCHABLE_KINDS:
             raise DispatchGoesToGrassroots(unit=to_unit.id, kind=to_unit.kind.value)
         self.trigger_event(
-            self.ProblemDispatched, to_unit_id=to_unit.id,
+            self.ProblemDispatched,
+            to_unit_id=to_unit.id,
             requirement=require_text(requirement, field_name="requirement"),
             deadline=cycle.require_within(deadline),
         )
@@ -177,7 +198,8 @@ class Problem(LoopAggregate):
         if when < self.found_at:
             raise ResolvedNotBeforeFound(problem=self.id, found_at=self.found_at, resolved_at=when)
         self.trigger_event(
-            self.ProblemResolved, evidence=require_text(evidence, field_name="evidence"),
+            self.ProblemResolved,
+            evidence=require_text(evidence, field_name="evidence"),
             effective_at=resolved_at,
         )
 

@@ -50,8 +50,14 @@ class Rectification(LoopAggregate):
             rectification.rejections += 1
 
     def __init__(
-        self, cycle_id: UUID, unit_id: UUID, requirement: str, deadline: date,
-        problem_id: UUID | None, target_id: UUID | None, meeting_id: UUID | None,
+        self,
+        cycle_id: UUID,
+        unit_id: UUID,
+        requirement: str,
+        deadline: date,
+        problem_id: UUID | None,
+        target_id: UUID | None,
+        meeting_id: UUID | None,
     ) -> None:
         self.cycle_id = cycle_id
         self.unit_id = unit_id
@@ -65,21 +71,31 @@ class Rectification(LoopAggregate):
 
     @classmethod
     def order(
-        cls, *, cycle: Cycle, unit: Unit, requirement: str, deadline: date,
-        problem_id: UUID | None = None, target_id: UUID | None = None,
+        cls,
+        *,
+        cycle: Cycle,
+        unit: Unit,
+        requirement: str,
+        deadline: date,
+        problem_id: UUID | None = None,
+        target_id: UUID | None = None,
         meeting_id: UUID | None = None,
     ) -> Rectification:
         return cls(
-            cycle_id=cycle.id, unit_id=unit.id,
+            cycle_id=cycle.id,
+            unit_id=unit.id,
             requirement=require_text(requirement, field_name="requirement"),
-            deadline=cycle.require_within(deadline), problem_id=problem_id,
-            target_id=target_id, meeting_id=meeting_id,
+            deadline=cycle.require_within(deadline),
+            problem_id=problem_id,
+            target_id=target_id,
+            meeting_id=meeting_id,
         )
 
     def complete(self, *, evidence: str) -> None:
         self._require(RectificationStatus.ORDERED, action="complete")
-        self.trigger_event(self.RectificationCompleted,
-                           evidence=require_text(evidence, field_name="evidence"))
+        self.trigger_event(
+            self.RectificationCompleted, evidence=require_text(evidence, field_name="evidence")
+        )
 
     def verify(self, *, comment: str = "") -> None:
         self._require(RectificationStatus.COMPLETED, action="verify")
@@ -87,12 +103,16 @@ class Rectification(LoopAggregate):
 
     def reject(self, *, reason: str | None) -> None:
         self._require(RectificationStatus.COMPLETED, action="reject")
-        self.trigger_event(self.RectificationRejected,
-                           reason=require_reason(reason, action="reject a rectification"))
+        self.trigger_event(
+            self.RectificationRejected,
+            reason=require_reason(reason, action="reject a rectification"),
+        )
 
     def _require(self, status: RectificationStatus, *, action: str) -> None:
         if self.status is not status:
             raise RectificationFollowsItsSteps(
-                rectification=self.id, action=action, status=self.status.value,
+                rectification=self.id,
+                action=action,
+                status=self.status.value,
                 required=status.value,
             )

@@ -41,14 +41,29 @@ from closedloop.domain.units import Unit, UnitKind
 A = TypeVar("A", bound=LoopAggregate)
 
 STORED_ENUMS = (
-    UnitKind, TargetScope, IndicatorKind, Direction, EffectMethod, ProblemSource, Severity,
-    DutyTier, AwardKind,
+    UnitKind,
+    TargetScope,
+    IndicatorKind,
+    Direction,
+    EffectMethod,
+    ProblemSource,
+    Severity,
+    DutyTier,
+    AwardKind,
 )
 STORED_VALUE_OBJECTS = (Stage, Indicator)
-METADATA_FIELDS = frozenset({
-    "originator_id", "originator_version", "originator_topic", "timestamp",
-    "actor", "correlation_id", "reason", "effective_at",
-})
+METADATA_FIELDS = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "actor",
+        "correlation_id",
+        "reason",
+        "effective_at",
+    }
+)
 # Lineage walks stop here: a deeper tree means the stored tree is already broken.
 MAX_TREE_DEPTH = 64
 
@@ -96,24 +111,37 @@ class ClosedLoop(Application[UUID]):
         return self._save(Unit.register(name=name, kind=kind, parent=parent))
 
     def move_unit(
-        self, unit_id: UUID, *, parent_id: UUID, reason: str | None,
+        self,
+        unit_id: UUID,
+        *,
+        parent_id: UUID,
+        reason: str | None,
         expected_version: int | None = None,
     ) -> CommandResult:
         parent = self._load(Unit, parent_id)
         lineage = self._lineage(parent)
-        return self._update(Unit, unit_id, expected_version,
-                            lambda u: u.move_under(parent, parent_lineage=lineage, reason=reason))
+        return self._update(
+            Unit,
+            unit_id,
+            expected_version,
+            lambda u: u.move_under(parent, parent_lineage=lineage, reason=reason),
+        )
 
     def register_person(self, *, name: str, unit_id: UUID, title: str = "") -> CommandResult:
         return self._save(Person.register(name=name, unit=self._load(Unit, unit_id), title=title))
 
     def transfer_person(
-        self, person_id: UUID, *, unit_id: UUID, reason: str | None,
+        self,
+        person_id: UUID,
+        *,
+        unit_id: UUID,
+        reason: str | None,
         expected_version: int | None = None,
     ) -> CommandResult:
         unit = self._load(Unit, unit_id)
-        return self._update(Person, person_id, expected_version,
-                            lambda p: p.transfer_to(unit, reason=reason))
+        return self._update(
+            Person, person_id, expected_version, lambda p: p.transfer_to(unit, reason=reason)
+        )
 
     # --- cycles ----------------------------------------------------------------------------
 
@@ -123,44 +151,84 @@ class ClosedLoop(Application[UUID]):
         return self._save(Cycle.open(year=year, name=name, stages=stages))
 
     def close_stage(
-        self, cycle_id: UUID, *, stage: str, reason: str | None = None,
+        self,
+        cycle_id: UUID,
+        *,
+        stage: str,
+        reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        return self._update(Cycle, cycle_id, expected_version,
-                            lambda c: c.close_stage(stage, reason=reason))
+        return self._update(
+            Cycle, cycle_id, expected_version, lambda c: c.close_stage(stage, reason=reason)
+        )
 
     # --- targets (确认目标) and effects (确认效果) ------------------------------------------
 
     def set_common_target(
-        self, *, cycle_id: UUID, title: str, indicator: Indicator, points: Decimal,
+        self,
+        *,
+        cycle_id: UUID,
+        title: str,
+        indicator: Indicator,
+        points: Decimal,
         applies_to: Sequence[UUID],
     ) -> CommandResult:
-        return self._save(Target.set_common(
-            cycle=self._load(Cycle, cycle_id), title=title, indicator=indicator, points=points,
-            applies_to=self._load_all(Unit, applies_to),
-        ))
+        return self._save(
+            Target.set_common(
+                cycle=self._load(Cycle, cycle_id),
+                title=title,
+                indicator=indicator,
+                points=points,
+                applies_to=self._load_all(Unit, applies_to),
+            )
+        )
 
     def set_unit_target(
-        self, *, cycle_id: UUID, unit_id: UUID, title: str, indicator: Indicator,
-        points: Decimal, contributes_to: UUID | None = None,
+        self,
+        *,
+        cycle_id: UUID,
+        unit_id: UUID,
+        title: str,
+        indicator: Indicator,
+        points: Decimal,
+        contributes_to: UUID | None = None,
     ) -> CommandResult:
         common = self._load(Target, contributes_to) if contributes_to else None
-        return self._save(Target.set_for_unit(
-            cycle=self._load(Cycle, cycle_id), unit=self._load(Unit, unit_id), title=title,
-            indicator=indicator, points=points, contributes_to=common,
-        ))
+        return self._save(
+            Target.set_for_unit(
+                cycle=self._load(Cycle, cycle_id),
+                unit=self._load(Unit, unit_id),
+                title=title,
+                indicator=indicator,
+                points=points,
+                contributes_to=common,
+            )
+        )
 
     def revise_target(
-        self, target_id: UUID, *, reason: str | None, title: str | None = None,
-        indicator: Indicator | None = None, points: Decimal | None = None,
+        self,
+        target_id: UUID,
+        *,
+        reason: str | None,
+        title: str | None = None,
+        indicator: Indicator | None = None,
+        points: Decimal | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        return self._update(Target, target_id, expected_version, lambda t: t.revise(
-            reason=reason, title=title, indicator=indicator, points=points))
+        return self._update(
+            Target,
+            target_id,
+            expected_version,
+            lambda t: t.revise(reason=reason, title=title, indicator=indicator, points=points),
+        )
 
     def set_milestones(
-        self, target_id: UUID, *, milestones: Mapping[str, Decimal | str],
-        reason: str | None = None, expected_version: int | None = None,
+        self,
+        target_id: UUID,
+        *,
+        milestones: Mapping[str, Decimal | str],
+        reason: str | None = None,
+        expected_version: int | None = None,
     ) -> CommandResult:
         def change(target: Target) -> None:
             target.set_milestones(self._load(Cycle, target.cycle_id), milestones, reason=reason)
@@ -168,16 +236,29 @@ class ClosedLoop(Application[UUID]):
         return self._update(Target, target_id, expected_version, change)
 
     def contract_target(
-        self, target_id: UUID, *, lead_unit_id: UUID, responsible_unit_ids: Sequence[UUID],
-        responsible_leader_id: UUID, reason: str | None = None,
+        self,
+        target_id: UUID,
+        *,
+        lead_unit_id: UUID,
+        responsible_unit_ids: Sequence[UUID],
+        responsible_leader_id: UUID,
+        reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
         lead = self._load(Unit, lead_unit_id)
         responsible = self._load_all(Unit, responsible_unit_ids)
         leader = self._load(Person, responsible_leader_id)
-        return self._update(Target, target_id, expected_version, lambda t: t.contract_to(
-            lead_unit=lead, responsible_units=responsible, responsible_leader=leader,
-            reason=reason))
+        return self._update(
+            Target,
+            target_id,
+            expected_version,
+            lambda t: t.contract_to(
+                lead_unit=lead,
+                responsible_units=responsible,
+                responsible_leader=leader,
+                reason=reason,
+            ),
+        )
 
     def link_targets(
         self, target_id: UUID, *, linked_target_id: UUID, expected_version: int | None = None
@@ -188,103 +269,182 @@ class ClosedLoop(Application[UUID]):
     def withdraw_target(
         self, target_id: UUID, *, reason: str | None, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Target, target_id, expected_version,
-                            lambda t: t.withdraw(reason=reason))
+        return self._update(
+            Target, target_id, expected_version, lambda t: t.withdraw(reason=reason)
+        )
 
     def confirm_effect(
-        self, target_id: UUID, *, stage: str, method: EffectMethod, unit_id: UUID,
-        result: Decimal | str, evidence: str, confirmed_at: datetime | None = None,
-        reason: str | None = None, expected_version: int | None = None,
+        self,
+        target_id: UUID,
+        *,
+        stage: str,
+        method: EffectMethod,
+        unit_id: UUID,
+        result: Decimal | str,
+        evidence: str,
+        confirmed_at: datetime | None = None,
+        reason: str | None = None,
+        expected_version: int | None = None,
     ) -> CommandResult:
         unit = self._load(Unit, unit_id)
 
         def change(target: Target) -> None:
             target.confirm_effect(
-                self._load(Cycle, target.cycle_id), stage=stage, method=method, unit=unit,
-                result=result, evidence=evidence, confirmed_at=confirmed_at, reason=reason)
+                self._load(Cycle, target.cycle_id),
+                stage=stage,
+                method=method,
+                unit=unit,
+                result=result,
+                evidence=evidence,
+                confirmed_at=confirmed_at,
+                reason=reason,
+            )
 
         return self._update(Target, target_id, expected_version, change)
 
     # --- problems (确认问题) ------------------------------------------------------------------
 
     def find_problem(
-        self, *, cycle_id: UUID, unit_id: UUID, title: str, source: ProblemSource,
-        severity: Severity = Severity.ORDINARY, shared: bool = False, description: str = "",
-        target_id: UUID | None = None, found_at: datetime | None = None,
+        self,
+        *,
+        cycle_id: UUID,
+        unit_id: UUID,
+        title: str,
+        source: ProblemSource,
+        severity: Severity = Severity.ORDINARY,
+        shared: bool = False,
+        description: str = "",
+        target_id: UUID | None = None,
+        found_at: datetime | None = None,
     ) -> CommandResult:
-        return self._save(Problem.find(
-            cycle=self._load(Cycle, cycle_id), unit=self._load(Unit, unit_id), title=title,
-            source=source, severity=severity, shared=shared, description=description,
-            target=self._load(Target, target_id) if target_id else None, found_at=found_at,
-        ))
+        return self._save(
+            Problem.find(
+                cycle=self._load(Cycle, cycle_id),
+                unit=self._load(Unit, unit_id),
+                title=title,
+                source=source,
+                severity=severity,
+                shared=shared,
+                description=description,
+                target=self._load(Target, target_id) if target_id else None,
+                found_at=found_at,
+            )
+        )
 
     def dispatch_problem(
-        self, problem_id: UUID, *, to_unit_id: UUID, requirement: str, deadline: date,
+        self,
+        problem_id: UUID,
+        *,
+        to_unit_id: UUID,
+        requirement: str,
+        deadline: date,
         expected_version: int | None = None,
     ) -> CommandResult:
         to_unit = self._load(Unit, to_unit_id)
 
         def change(problem: Problem) -> None:
-            problem.dispatch(self._load(Cycle, problem.cycle_id), to_unit=to_unit,
-                             requirement=requirement, deadline=deadline)
+            problem.dispatch(
+                self._load(Cycle, problem.cycle_id),
+                to_unit=to_unit,
+                requirement=requirement,
+                deadline=deadline,
+            )
 
         return self._update(Problem, problem_id, expected_version, change)
 
     def escalate_problem(
-        self, problem_id: UUID, *, leader_id: UUID, reason: str | None = None,
+        self,
+        problem_id: UUID,
+        *,
+        leader_id: UUID,
+        reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
         leader = self._load(Person, leader_id)
-        return self._update(Problem, problem_id, expected_version,
-                            lambda p: p.escalate(leader=leader, reason=reason))
+        return self._update(
+            Problem,
+            problem_id,
+            expected_version,
+            lambda p: p.escalate(leader=leader, reason=reason),
+        )
 
     def resolve_problem(
-        self, problem_id: UUID, *, evidence: str, resolved_at: datetime | None = None,
+        self,
+        problem_id: UUID,
+        *,
+        evidence: str,
+        resolved_at: datetime | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        return self._update(Problem, problem_id, expected_version,
-                            lambda p: p.resolve(evidence=evidence, resolved_at=resolved_at))
+        return self._update(
+            Problem,
+            problem_id,
+            expected_version,
+            lambda p: p.resolve(evidence=evidence, resolved_at=resolved_at),
+        )
 
     def reopen_problem(
         self, problem_id: UUID, *, reason: str | None, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Problem, problem_id, expected_version,
-                            lambda p: p.reopen(reason=reason))
+        return self._update(
+            Problem, problem_id, expected_version, lambda p: p.reopen(reason=reason)
+        )
 
     # --- measures (确认措施) ------------------------------------------------------------------
 
     def adopt_measure(
-        self, *, cycle_id: UUID, title: str, deadline: date, lead_unit_id: UUID,
-        responsible_unit_ids: Sequence[UUID], responsible_leader_id: UUID,
-        problem_ids: Sequence[UUID] = (), target_id: UUID | None = None,
+        self,
+        *,
+        cycle_id: UUID,
+        title: str,
+        deadline: date,
+        lead_unit_id: UUID,
+        responsible_unit_ids: Sequence[UUID],
+        responsible_leader_id: UUID,
+        problem_ids: Sequence[UUID] = (),
+        target_id: UUID | None = None,
     ) -> CommandResult:
-        return self._save(Measure.adopt(
-            cycle=self._load(Cycle, cycle_id), title=title, deadline=deadline,
-            lead_unit=self._load(Unit, lead_unit_id),
-            responsible_units=self._load_all(Unit, responsible_unit_ids),
-            responsible_leader=self._load(Person, responsible_leader_id),
-            problems=self._load_all(Problem, problem_ids),
-            target=self._load(Target, target_id) if target_id else None,
-        ))
+        return self._save(
+            Measure.adopt(
+                cycle=self._load(Cycle, cycle_id),
+                title=title,
+                deadline=deadline,
+                lead_unit=self._load(Unit, lead_unit_id),
+                responsible_units=self._load_all(Unit, responsible_unit_ids),
+                responsible_leader=self._load(Person, responsible_leader_id),
+                problems=self._load_all(Problem, problem_ids),
+                target=self._load(Target, target_id) if target_id else None,
+            )
+        )
 
     def report_measure_progress(
-        self, measure_id: UUID, *, percent: int, note: str = "",
+        self,
+        measure_id: UUID,
+        *,
+        percent: int,
+        note: str = "",
         expected_version: int | None = None,
     ) -> CommandResult:
-        return self._update(Measure, measure_id, expected_version,
-                            lambda m: m.report_progress(percent=percent, note=note))
+        return self._update(
+            Measure,
+            measure_id,
+            expected_version,
+            lambda m: m.report_progress(percent=percent, note=note),
+        )
 
     def complete_measure(
         self, measure_id: UUID, *, evidence: str, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Measure, measure_id, expected_version,
-                            lambda m: m.complete(evidence=evidence))
+        return self._update(
+            Measure, measure_id, expected_version, lambda m: m.complete(evidence=evidence)
+        )
 
     def cancel_measure(
         self, measure_id: UUID, *, reason: str | None, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Measure, measure_id, expected_version,
-                            lambda m: m.cancel(reason=reason))
+        return self._update(
+            Measure, measure_id, expected_version, lambda m: m.cancel(reason=reason)
+        )
 
     # --- responsibilities (确认责任) ----------------------------------------------------------
 
@@ -292,8 +452,12 @@ class ClosedLoop(Application[UUID]):
         self, *, person_id: UUID, unit_id: UUID, tier: DutyTier, effective_from: date
     ) -> CommandResult:
         unit = self._load(Unit, unit_id)
-        duty = Duty.assign(person=self._load(Person, person_id), unit=unit, tier=tier,
-                           effective_from=effective_from)
+        duty = Duty.assign(
+            person=self._load(Person, person_id),
+            unit=unit,
+            tier=tier,
+            effective_from=effective_from,
+        )
         if tier is not DutyTier.FIRST_RESPONSIBLE:
             return self._save(duty)
         # Saved together with the duty, so two concurrent appointments conflict on the unit.
@@ -301,7 +465,11 @@ class ClosedLoop(Application[UUID]):
         return self._save(duty, unit)
 
     def relieve_duty(
-        self, duty_id: UUID, *, effective_to: date, reason: str | None,
+        self,
+        duty_id: UUID,
+        *,
+        effective_to: date,
+        reason: str | None,
         expected_version: int | None = None,
     ) -> CommandResult:
         duty = self._load(Duty, duty_id, expected_version)
@@ -315,95 +483,168 @@ class ClosedLoop(Application[UUID]):
     # --- quarterly meetings -------------------------------------------------------------------
 
     def convene_meeting(
-        self, *, cycle_id: UUID, stage: str, title: str, held_on: date,
-        attendee_ids: Sequence[UUID], scale_min: Decimal = Decimal(0),
+        self,
+        *,
+        cycle_id: UUID,
+        stage: str,
+        title: str,
+        held_on: date,
+        attendee_ids: Sequence[UUID],
+        scale_min: Decimal = Decimal(0),
         scale_max: Decimal = Decimal(100),
     ) -> CommandResult:
-        return self._save(Meeting.convene(
-            cycle=self._load(Cycle, cycle_id), stage=stage, title=title, held_on=held_on,
-            attendees=self._load_all(Person, attendee_ids), scale_min=scale_min,
-            scale_max=scale_max,
-        ))
+        return self._save(
+            Meeting.convene(
+                cycle=self._load(Cycle, cycle_id),
+                stage=stage,
+                title=title,
+                held_on=held_on,
+                attendees=self._load_all(Person, attendee_ids),
+                scale_min=scale_min,
+                scale_max=scale_max,
+            )
+        )
 
     def deliver_report(
-        self, meeting_id: UUID, *, unit_id: UUID, reporter_id: UUID, summary: str,
+        self,
+        meeting_id: UUID,
+        *,
+        unit_id: UUID,
+        reporter_id: UUID,
+        summary: str,
         expected_version: int | None = None,
     ) -> CommandResult:
         unit = self._load(Unit, unit_id)
         reporter = self._load(Person, reporter_id)
-        return self._update(Meeting, meeting_id, expected_version, lambda m: m.deliver_report(
-            unit=unit, reporter=reporter, summary=summary))
+        return self._update(
+            Meeting,
+            meeting_id,
+            expected_version,
+            lambda m: m.deliver_report(unit=unit, reporter=reporter, summary=summary),
+        )
 
     def cast_score(
-        self, meeting_id: UUID, *, rater_id: UUID, unit_id: UUID, score: Decimal,
-        reason: str | None = None, expected_version: int | None = None,
+        self,
+        meeting_id: UUID,
+        *,
+        rater_id: UUID,
+        unit_id: UUID,
+        score: Decimal,
+        reason: str | None = None,
+        expected_version: int | None = None,
     ) -> CommandResult:
         rater = self._load(Person, rater_id)
-        return self._update(Meeting, meeting_id, expected_version, lambda m: m.cast_score(
-            rater=rater, unit_id=unit_id, score=score, reason=reason))
+        return self._update(
+            Meeting,
+            meeting_id,
+            expected_version,
+            lambda m: m.cast_score(rater=rater, unit_id=unit_id, score=score, reason=reason),
+        )
 
     def comment_review(
-        self, meeting_id: UUID, *, reviewer_id: UUID, unit_id: UUID, comment: str,
+        self,
+        meeting_id: UUID,
+        *,
+        reviewer_id: UUID,
+        unit_id: UUID,
+        comment: str,
         expected_version: int | None = None,
     ) -> CommandResult:
         reviewer = self._load(Person, reviewer_id)
-        return self._update(Meeting, meeting_id, expected_version, lambda m: m.comment_review(
-            reviewer=reviewer, unit_id=unit_id, comment=comment))
+        return self._update(
+            Meeting,
+            meeting_id,
+            expected_version,
+            lambda m: m.comment_review(reviewer=reviewer, unit_id=unit_id, comment=comment),
+        )
 
     # --- rectifications (整改) ----------------------------------------------------------------
 
     def order_rectification(
-        self, *, cycle_id: UUID, unit_id: UUID, requirement: str, deadline: date,
-        problem_id: UUID | None = None, target_id: UUID | None = None,
+        self,
+        *,
+        cycle_id: UUID,
+        unit_id: UUID,
+        requirement: str,
+        deadline: date,
+        problem_id: UUID | None = None,
+        target_id: UUID | None = None,
         meeting_id: UUID | None = None,
     ) -> CommandResult:
         for kind, ref in ((Problem, problem_id), (Target, target_id), (Meeting, meeting_id)):
             if ref is not None:
                 self._load(kind, ref)
-        return self._save(Rectification.order(
-            cycle=self._load(Cycle, cycle_id), unit=self._load(Unit, unit_id),
-            requirement=requirement, deadline=deadline, problem_id=problem_id,
-            target_id=target_id, meeting_id=meeting_id,
-        ))
+        return self._save(
+            Rectification.order(
+                cycle=self._load(Cycle, cycle_id),
+                unit=self._load(Unit, unit_id),
+                requirement=requirement,
+                deadline=deadline,
+                problem_id=problem_id,
+                target_id=target_id,
+                meeting_id=meeting_id,
+            )
+        )
 
     def complete_rectification(
         self, rectification_id: UUID, *, evidence: str, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Rectification, rectification_id, expected_version,
-                            lambda r: r.complete(evidence=evidence))
+        return self._update(
+            Rectification,
+            rectification_id,
+            expected_version,
+            lambda r: r.complete(evidence=evidence),
+        )
 
     def verify_rectification(
         self, rectification_id: UUID, *, comment: str = "", expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Rectification, rectification_id, expected_version,
-                            lambda r: r.verify(comment=comment))
+        return self._update(
+            Rectification, rectification_id, expected_version, lambda r: r.verify(comment=comment)
+        )
 
     def reject_rectification(
-        self, rectification_id: UUID, *, reason: str | None,
+        self,
+        rectification_id: UUID,
+        *,
+        reason: str | None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        return self._update(Rectification, rectification_id, expected_version,
-                            lambda r: r.reject(reason=reason))
+        return self._update(
+            Rectification, rectification_id, expected_version, lambda r: r.reject(reason=reason)
+        )
 
     # --- rewards and penalties (兑现奖惩) -----------------------------------------------------
 
     def issue_award(
-        self, *, cycle_id: UUID, kind: AwardKind, basis: str, unit_id: UUID | None = None,
-        person_id: UUID | None = None, stage: str | None = None, points: Decimal | None = None,
+        self,
+        *,
+        cycle_id: UUID,
+        kind: AwardKind,
+        basis: str,
+        unit_id: UUID | None = None,
+        person_id: UUID | None = None,
+        stage: str | None = None,
+        points: Decimal | None = None,
         rule: str | None = None,
     ) -> CommandResult:
-        return self._save(Award.issue(
-            cycle=self._load(Cycle, cycle_id), kind=kind, basis=basis,
-            unit=self._load(Unit, unit_id) if unit_id else None,
-            person=self._load(Person, person_id) if person_id else None,
-            stage=stage, points=points, rule=rule,
-        ))
+        return self._save(
+            Award.issue(
+                cycle=self._load(Cycle, cycle_id),
+                kind=kind,
+                basis=basis,
+                unit=self._load(Unit, unit_id) if unit_id else None,
+                person=self._load(Person, person_id) if person_id else None,
+                stage=stage,
+                points=points,
+                rule=rule,
+            )
+        )
 
     def revoke_award(
         self, award_id: UUID, *, reason: str | None, expected_version: int | None = None
     ) -> CommandResult:
-        return self._update(Award, award_id, expected_version,
-                            lambda a: a.revoke(reason=reason))
+        return self._update(Award, award_id, expected_version, lambda a: a.revoke(reason=reason))
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -448,7 +689,10 @@ class ClosedLoop(Application[UUID]):
         return [self._load(kind, aggregate_id) for aggregate_id in dict.fromkeys(aggregate_ids)]
 
     def _update(
-        self, kind: type[A], aggregate_id: UUID, expected_version: int | None,
+        self,
+        kind: type[A],
+        aggregate_id: UUID,
+        expected_version: int | None,
         change: Callable[[A], None],
     ) -> CommandResult:
         aggregate = self._load(kind, aggregate_id, expected_version)

@@ -1,4 +1,4 @@
-"""Targets (确认目标): common and unit targets, their indicators, milestones, contract and effects."""
+"""Targets (确认目标): common and unit targets, indicators, milestones, contracts and effects."""
 
 from __future__ import annotations
 
@@ -58,11 +58,17 @@ class Indicator:
 
     @classmethod
     def quantitative(
-        cls, *, metric: str, target_value: Decimal, direction: Direction,
-        baseline: Decimal | None = None, unit_of_measure: str = "",
+        cls,
+        *,
+        metric: str,
+        target_value: Decimal,
+        direction: Direction,
+        baseline: Decimal | None = None,
+        unit_of_measure: str = "",
     ) -> Indicator:
-        return cls(IndicatorKind.QUANTITATIVE, metric, unit_of_measure, baseline, target_value,
-                   direction)
+        return cls(
+            IndicatorKind.QUANTITATIVE, metric, unit_of_measure, baseline, target_value, direction
+        )
 
     @classmethod
     def qualitative(cls, *, levels: Sequence[str], metric: str = "") -> Indicator:
@@ -178,13 +184,23 @@ class Target(LoopAggregate):
 
         def apply(self, target: Target) -> None:
             target.effects[(self.stage, self.method, self.unit_id)] = Effect(
-                self.stage, self.method, self.unit_id, self.result, self.evidence,
+                self.stage,
+                self.method,
+                self.unit_id,
+                self.result,
+                self.evidence,
                 self.effective_time,
             )
 
     def __init__(
-        self, cycle_id: UUID, scope: TargetScope, title: str, indicator: Indicator,
-        points: Decimal, owner_unit_id: UUID | None, applies_to: list[UUID],
+        self,
+        cycle_id: UUID,
+        scope: TargetScope,
+        title: str,
+        indicator: Indicator,
+        points: Decimal,
+        owner_unit_id: UUID | None,
+        applies_to: list[UUID],
         contributes_to: UUID | None,
     ) -> None:
         self.cycle_id = cycle_id
@@ -203,35 +219,52 @@ class Target(LoopAggregate):
 
     @classmethod
     def set_common(
-        cls, *, cycle: Cycle, title: str, indicator: Indicator, points: Decimal,
+        cls,
+        *,
+        cycle: Cycle,
+        title: str,
+        indicator: Indicator,
+        points: Decimal,
         applies_to: Sequence[Unit],
     ) -> Target:
         if not applies_to:
             raise TargetScopeNamesItsUnits(scope="common", applies_to=[])
         return cls(
-            cycle_id=cycle.id, scope=TargetScope.COMMON,
+            cycle_id=cycle.id,
+            scope=TargetScope.COMMON,
             title=require_text(title, field_name="title", max_length=300),
             indicator=indicator.validate(),
             points=require_positive(points, field_name="points"),
-            owner_unit_id=None, applies_to=_distinct_ids(applies_to), contributes_to=None,
+            owner_unit_id=None,
+            applies_to=_distinct_ids(applies_to),
+            contributes_to=None,
         )
 
     @classmethod
     def set_for_unit(
-        cls, *, cycle: Cycle, unit: Unit, title: str, indicator: Indicator, points: Decimal,
+        cls,
+        *,
+        cycle: Cycle,
+        unit: Unit,
+        title: str,
+        indicator: Indicator,
+        points: Decimal,
         contributes_to: Target | None = None,
     ) -> Target:
         if contributes_to is not None and (
             contributes_to.scope is not TargetScope.COMMON or contributes_to.cycle_id != cycle.id
         ):
-            raise ContributionGoesToCommonTarget(contributes_to=contributes_to.id,
-                                                 scope=contributes_to.scope.value)
+            raise ContributionGoesToCommonTarget(
+                contributes_to=contributes_to.id, scope=contributes_to.scope.value
+            )
         return cls(
-            cycle_id=cycle.id, scope=TargetScope.UNIT,
+            cycle_id=cycle.id,
+            scope=TargetScope.UNIT,
             title=require_text(title, field_name="title", max_length=300),
             indicator=indicator.validate(),
             points=require_positive(points, field_name="points"),
-            owner_unit_id=unit.id, applies_to=[unit.id],
+            owner_unit_id=unit.id,
+            applies_to=[unit.id],
             contributes_to=contributes_to.id if contributes_to else None,
         )
 
@@ -243,8 +276,12 @@ class Target(LoopAggregate):
         return unit_id in self.applies_to
 
     def revise(
-        self, *, reason: str | None, title: str | None = None,
-        indicator: Indicator | None = None, points: Decimal | None = None,
+        self,
+        *,
+        reason: str | None,
+        title: str | None = None,
+        indicator: Indicator | None = None,
+        points: Decimal | None = None,
     ) -> None:
         self._require_active()
         if title is None and indicator is None and points is None:
@@ -272,7 +309,11 @@ class Target(LoopAggregate):
         self.trigger_event(self.MilestonesSet, milestones=dict(milestones), reason=reason)
 
     def contract_to(
-        self, *, lead_unit: Unit, responsible_units: Sequence[Unit], responsible_leader: Person,
+        self,
+        *,
+        lead_unit: Unit,
+        responsible_units: Sequence[Unit],
+        responsible_leader: Person,
         reason: str | None = None,
     ) -> None:
         self._require_active()
@@ -299,23 +340,36 @@ class Target(LoopAggregate):
         )
 
     def confirm_effect(
-        self, cycle: Cycle, *, stage: str, method: EffectMethod, unit: Unit,
-        result: Decimal | str, evidence: str, confirmed_at: datetime | None = None,
+        self,
+        cycle: Cycle,
+        *,
+        stage: str,
+        method: EffectMethod,
+        unit: Unit,
+        result: Decimal | str,
+        evidence: str,
+        confirmed_at: datetime | None = None,
         reason: str | None = None,
     ) -> None:
         """Record a stage result for one unit; confirming the same thing again is a correction."""
         self._require_active()
         cycle.require_open_for_effects(stage)
         if not self.concerns(unit.id):
-            raise TargetScopeNamesItsUnits(target=self.id, unit=unit.id,
-                                           rule="effects only for units the target applies to")
+            raise TargetScopeNamesItsUnits(
+                target=self.id, unit=unit.id, rule="effects only for units the target applies to"
+            )
         self.indicator.check_value(result, field_name="result")
         if (stage, method, unit.id) in self.effects:
             reason = require_reason(reason, action="correct a confirmed effect")
         self.trigger_event(
-            self.EffectConfirmed, stage=stage, method=method, unit_id=unit.id, result=result,
+            self.EffectConfirmed,
+            stage=stage,
+            method=method,
+            unit_id=unit.id,
+            result=result,
             evidence=require_text(evidence, field_name="evidence"),
-            effective_at=confirmed_at, reason=reason,
+            effective_at=confirmed_at,
+            reason=reason,
         )
 
     def _require_active(self) -> None:

@@ -42,7 +42,7 @@ def _postgres_env(settings: Settings) -> dict[str, str]:
 
 
 def _libpq_url(url: str) -> str:
-    # libpq accepts postgresql:// and postgres:// alike; SQLAlchemy-style driver suffixes it does not.
+    # libpq takes postgresql:// and postgres:// alike, but not SQLAlchemy-style driver suffixes.
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 

@@ -45,28 +45,48 @@ def build_year(app: ClosedLoop) -> list[tuple[LoopAggregate, list[LoopAggregate]
     save(chief, clerk)
     cycle = Cycle.open(year=2026, name="2026年度考核")
     save(cycle)
-    duty = Duty.assign(person=chief, unit=farm, tier=DutyTier.FIRST_RESPONSIBLE,
-                       effective_from=date(2026, 1, 1))
+    duty = Duty.assign(
+        person=chief, unit=farm, tier=DutyTier.FIRST_RESPONSIBLE, effective_from=date(2026, 1, 1)
+    )
     farm.designate_first_responsible(duty_id=duty.id, person_id=chief.id)
     save(duty, farm)
     target = Target.set_common(
-        cycle=cycle, title="森林覆盖率达到 60.5%", points=Decimal("12.5"), applies_to=[farm, branch],
-        indicator=Indicator.quantitative(metric="覆盖率", target_value=Decimal("60.5"),
-                                         direction=Direction.HIGHER_IS_BETTER,
-                                         baseline=Decimal("58.25"), unit_of_measure="%"),
+        cycle=cycle,
+        title="森林覆盖率达到 60.5%",
+        points=Decimal("12.5"),
+        applies_to=[farm, branch],
+        indicator=Indicator.quantitative(
+            metric="覆盖率",
+            target_value=Decimal("60.5"),
+            direction=Direction.HIGHER_IS_BETTER,
+            baseline=Decimal("58.25"),
+            unit_of_measure="%",
+        ),
     )
     save(target)
     target.set_milestones(cycle, {"Q1": Decimal("58.5"), "Q2": Decimal("59")})
     target.contract_to(lead_unit=farm, responsible_units=[farm, branch], responsible_leader=chief)
     target.revise(reason="上级调整", points=Decimal("15"))
     save(target)
-    target.confirm_effect(cycle, stage="Q1", method=EffectMethod.SELF_ASSESSMENT, unit=farm,
-                          result=Decimal("58.6"), evidence="自查表",
-                          confirmed_at=datetime(2026, 4, 2, 9, 30, tzinfo=BEIJING))
+    target.confirm_effect(
+        cycle,
+        stage="Q1",
+        method=EffectMethod.SELF_ASSESSMENT,
+        unit=farm,
+        result=Decimal("58.6"),
+        evidence="自查表",
+        confirmed_at=datetime(2026, 4, 2, 9, 30, tzinfo=BEIJING),
+    )
     save(target)
-    problem = Problem.find(cycle=cycle, unit=farm, title="防火巡护不到位",
-                           source=ProblemSource.SWEEP, severity=Severity.PROMINENT,
-                           target=target, found_at=datetime(2026, 2, 1, 8, tzinfo=BEIJING))
+    problem = Problem.find(
+        cycle=cycle,
+        unit=farm,
+        title="防火巡护不到位",
+        source=ProblemSource.SWEEP,
+        severity=Severity.PROMINENT,
+        target=target,
+        found_at=datetime(2026, 2, 1, 8, tzinfo=BEIJING),
+    )
     save(problem)
     problem.dispatch(cycle, to_unit=farm, requirement="两周内整改", deadline=date(2026, 3, 1))
     problem.escalate(leader=chief)
@@ -74,30 +94,53 @@ def build_year(app: ClosedLoop) -> list[tuple[LoopAggregate, list[LoopAggregate]
     save(problem)
     problem.reopen(reason="复查仍有漏洞")
     save(problem)
-    measure = Measure.adopt(cycle=cycle, title="增设巡护点", deadline=date(2026, 6, 30),
-                            lead_unit=farm, responsible_units=[farm], responsible_leader=chief,
-                            problems=[problem], target=target)
+    measure = Measure.adopt(
+        cycle=cycle,
+        title="增设巡护点",
+        deadline=date(2026, 6, 30),
+        lead_unit=farm,
+        responsible_units=[farm],
+        responsible_leader=chief,
+        problems=[problem],
+        target=target,
+    )
     save(measure)
     measure.report_progress(percent=40, note="已完成选址")
     measure.complete(evidence="验收单")
     save(measure)
-    meeting = Meeting.convene(cycle=cycle, stage="Q1", title="一季度例会",
-                              held_on=date(2026, 4, 10), attendees=[chief, clerk])
+    meeting = Meeting.convene(
+        cycle=cycle,
+        stage="Q1",
+        title="一季度例会",
+        held_on=date(2026, 4, 10),
+        attendees=[chief, clerk],
+    )
     save(meeting)
     meeting.deliver_report(unit=farm, reporter=chief, summary="一季度工作述职")
     meeting.cast_score(rater=clerk, unit_id=farm.id, score=Decimal("88.5"))
     meeting.comment_review(reviewer=clerk, unit_id=farm.id, comment="巡护有改进")
     save(meeting)
-    rectification = Rectification.order(cycle=cycle, unit=farm, requirement="补齐台账",
-                                        deadline=date(2026, 5, 31), meeting_id=meeting.id)
+    rectification = Rectification.order(
+        cycle=cycle,
+        unit=farm,
+        requirement="补齐台账",
+        deadline=date(2026, 5, 31),
+        meeting_id=meeting.id,
+    )
     save(rectification)
     rectification.complete(evidence="台账")
     rectification.reject(reason="缺少签字")
     rectification.complete(evidence="补签台账")
     rectification.verify(comment="通过")
     save(rectification)
-    award = Award.issue(cycle=cycle, kind=AwardKind.REWARD, basis="一季度排名第一", unit=farm,
-                        stage="Q1", points=Decimal("2"))
+    award = Award.issue(
+        cycle=cycle,
+        kind=AwardKind.REWARD,
+        basis="一季度排名第一",
+        unit=farm,
+        stage="Q1",
+        points=Decimal("2"),
+    )
     save(award)
     award.revoke(reason="数据复核有误")
     save(award)
@@ -107,8 +150,25 @@ def build_year(app: ClosedLoop) -> list[tuple[LoopAggregate, list[LoopAggregate]
     farm.release_first_responsible(duty_id=duty.id)
     save(duty, farm)
 
-    finals = {a.id: a for a in (root, general, farm, branch, chief, clerk, cycle, duty, target,
-                                problem, measure, meeting, rectification, award)}
+    finals = {
+        a.id: a
+        for a in (
+            root,
+            general,
+            farm,
+            branch,
+            chief,
+            clerk,
+            cycle,
+            duty,
+            target,
+            problem,
+            measure,
+            meeting,
+            rectification,
+            award,
+        )
+    }
     return [(finals[key], snapshots) for key, snapshots in recorded.items()]
 
 

@@ -24,20 +24,31 @@ def org(app: ClosedLoop) -> dict[str, object]:
     cycle = app.open_cycle(year=2026, name="2026年度")
     chief = app.register_person(name="王林", unit_id=farm.id)
     deputy = app.register_person(name="赵杉", unit_id=farm.id)
-    return {"root": root.id, "farm": farm.id, "cycle": cycle.id, "chief": chief.id,
-            "deputy": deputy.id}
+    return {
+        "root": root.id,
+        "farm": farm.id,
+        "cycle": cycle.id,
+        "chief": chief.id,
+        "deputy": deputy.id,
+    }
 
 
 def found_problem(app: ClosedLoop, org: dict[str, object]) -> object:
-    return app.find_problem(cycle_id=org["cycle"], unit_id=org["farm"], title="火险隐患",
-                            source=ProblemSource.INSPECTION, severity=Severity.PROMINENT,
-                            found_at=datetime(2026, 3, 1, 9, tzinfo=BEIJING)).id
+    return app.find_problem(
+        cycle_id=org["cycle"],
+        unit_id=org["farm"],
+        title="火险隐患",
+        source=ProblemSource.INSPECTION,
+        severity=Severity.PROMINENT,
+        found_at=datetime(2026, 3, 1, 9, tzinfo=BEIJING),
+    ).id
 
 
 def test_commands_return_id_version_and_a_rising_position(app: ClosedLoop, org) -> None:
     problem_id = found_problem(app, org)
-    dispatched = app.dispatch_problem(problem_id, to_unit_id=org["farm"], requirement="限期整改",
-                                      deadline=date(2026, 4, 1))
+    dispatched = app.dispatch_problem(
+        problem_id, to_unit_id=org["farm"], requirement="限期整改", deadline=date(2026, 4, 1)
+    )
     resolved = app.resolve_problem(problem_id, evidence="整改报告")
     assert (dispatched.id, dispatched.version) == (problem_id, 2)
     assert (resolved.id, resolved.version) == (problem_id, 3)
@@ -49,23 +60,35 @@ def test_history_records_who_why_which_request_and_when(open_app: ClosedLoop) ->
         root = open_app.register_unit(name="党委", kind=UnitKind.COMMITTEE)
         farm = open_app.register_unit(name="林场", kind=UnitKind.GRASSROOTS, parent_id=root.id)
         chief = open_app.register_person(name="王林", unit_id=farm.id)
-        duty = open_app.assign_duty(person_id=chief.id, unit_id=farm.id,
-                                    tier=DutyTier.FIRST_RESPONSIBLE,
-                                    effective_from=date(2026, 3, 1))
+        duty = open_app.assign_duty(
+            person_id=chief.id,
+            unit_id=farm.id,
+            tier=DutyTier.FIRST_RESPONSIBLE,
+            effective_from=date(2026, 3, 1),
+        )
     with acting_as("user:inspector", correlation_id="req-2"):
         open_app.relieve_duty(duty.id, effective_to=date(2026, 9, 30), reason="调任")
 
     assigned, relieved = open_app.history(duty.id)
     assert (assigned.type, assigned.actor, assigned.correlation_id) == (
-        "DutyAssigned", "user:organisation-dept", "req-1")
+        "DutyAssigned",
+        "user:organisation-dept",
+        "req-1",
+    )
     assert assigned.data["tier"] is DutyTier.FIRST_RESPONSIBLE
     assert assigned.data["effective_from"] == date(2026, 3, 1)
-    assert (relieved.type, relieved.actor, relieved.reason) == ("DutyRelieved", "user:inspector",
-                                                                "调任")
+    assert (relieved.type, relieved.actor, relieved.reason) == (
+        "DutyRelieved",
+        "user:inspector",
+        "调任",
+    )
     assert relieved.recorded_at >= assigned.recorded_at
     unit_events = [entry.type for entry in open_app.history(farm.id)]
-    assert unit_events == ["UnitRegistered", "FirstResponsibleDesignated",
-                           "FirstResponsibleReleased"]
+    assert unit_events == [
+        "UnitRegistered",
+        "FirstResponsibleDesignated",
+        "FirstResponsibleReleased",
+    ]
 
 
 def test_effective_time_is_kept_apart_from_recorded_time(app: ClosedLoop, org) -> None:
@@ -109,14 +132,26 @@ def test_unknown_ids_and_wrong_kinds_are_not_found(app: ClosedLoop, org) -> None
 
 
 def test_a_unit_gets_one_first_responsible_person_at_a_time(app: ClosedLoop, org) -> None:
-    first = app.assign_duty(person_id=org["chief"], unit_id=org["farm"],
-                            tier=DutyTier.FIRST_RESPONSIBLE, effective_from=date(2026, 1, 1))
+    first = app.assign_duty(
+        person_id=org["chief"],
+        unit_id=org["farm"],
+        tier=DutyTier.FIRST_RESPONSIBLE,
+        effective_from=date(2026, 1, 1),
+    )
     with pytest.raises(OneActiveFirstResponsiblePerUnit):
-        app.assign_duty(person_id=org["deputy"], unit_id=org["farm"],
-                        tier=DutyTier.FIRST_RESPONSIBLE, effective_from=date(2026, 2, 1))
+        app.assign_duty(
+            person_id=org["deputy"],
+            unit_id=org["farm"],
+            tier=DutyTier.FIRST_RESPONSIBLE,
+            effective_from=date(2026, 2, 1),
+        )
     app.relieve_duty(first.id, effective_to=date(2026, 6, 30), reason="调任")
-    second = app.assign_duty(person_id=org["deputy"], unit_id=org["farm"],
-                             tier=DutyTier.FIRST_RESPONSIBLE, effective_from=date(2026, 7, 1))
+    second = app.assign_duty(
+        person_id=org["deputy"],
+        unit_id=org["farm"],
+        tier=DutyTier.FIRST_RESPONSIBLE,
+        effective_from=date(2026, 7, 1),
+    )
     assert app.get(Unit, org["farm"]).first_responsible == (second.id, org["deputy"])
 
 
@@ -133,7 +168,11 @@ def test_the_unit_tree_refuses_a_cycle(app: ClosedLoop, org) -> None:
 def test_decimal_points_survive_exactly(app: ClosedLoop, org) -> None:
     from closedloop.domain.targets import Indicator, Target
 
-    target = app.set_unit_target(cycle_id=org["cycle"], unit_id=org["farm"], title="台账规范",
-                                 indicator=Indicator.qualitative(levels=["优", "良", "差"]),
-                                 points=Decimal("0.1") + Decimal("0.2"))
+    target = app.set_unit_target(
+        cycle_id=org["cycle"],
+        unit_id=org["farm"],
+        title="台账规范",
+        indicator=Indicator.qualitative(levels=["优", "良", "差"]),
+        points=Decimal("0.1") + Decimal("0.2"),
+    )
     assert app.get(Target, target.id).points == Decimal("0.3")
