@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from itertools import pairwise
 
 from closedloop.domain.base import LoopAggregate, require_text
@@ -29,7 +29,7 @@ def quarters(year: int) -> list[Stage]:
 
 
 class StagesMustTileTheCycle(RuleViolation):
-    """Stages have unique keys, start no later than they end, and follow each other in order."""
+    """Stages have unique keys, lie in the cycle's year, and follow each other without gaps."""
 
 
 class StageMustBelongToCycle(RuleViolation):
@@ -70,8 +70,8 @@ class Cycle(LoopAggregate):
     def open(cls, *, year: int, name: str, stages: Sequence[Stage] | None = None) -> Cycle:
         if not 2000 <= year <= 2100:
             raise InvalidValue(field="year", rule="between 2000 and 2100", value=year)
-        chosen = list(stages) if stages else quarters(year)
-        _check_stages(chosen)
+        chosen = quarters(year) if stages is None else list(stages)
+        _check_stages(year, chosen)
         return cls(
             year=year, name=require_text(name, field_name="name", max_length=200), stages=chosen
         )
@@ -123,7 +123,7 @@ class Cycle(LoopAggregate):
         self.trigger_event(self.StageClosed, stage=stage_key, reason=reason)
 
 
-def _check_stages(stages: Sequence[Stage]) -> None:
+def _check_stages(year: int, stages: Sequence[Stage]) -> None:
     keys = [stage.key for stage in stages]
     if not stages or len(set(keys)) != len(keys):
         raise StagesMustTileTheCycle(stages=keys)
@@ -132,6 +132,13 @@ def _check_stages(stages: Sequence[Stage]) -> None:
             raise StagesMustTileTheCycle(
                 stage=stage.key, starts_on=stage.starts_on, ends_on=stage.ends_on
             )
+        if stage.starts_on.year != year or stage.ends_on.year != year:
+            raise StagesMustTileTheCycle(stage=stage.key, year=year)
     for earlier, later in pairwise(stages):
-        if later.starts_on <= earlier.ends_on:
-            raise StagesMustTileTheCycle(earlier=earlier.key, later=later.key)
+        if later.starts_on != earlier.ends_on + timedelta(days=1):
+            raise StagesMustTileTheCycle(
+                earlier=earlier.key,
+                ends_on=earlier.ends_on,
+                later=later.key,
+                starts_on=later.starts_on,
+            )

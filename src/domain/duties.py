@@ -31,8 +31,7 @@ TIER_UNIT_KINDS: dict[DutyTier, frozenset[UnitKind]] = {
 
 
 class DutyTierMatchesUnitKind(RuleViolation):
-    """Overall leadership is held for the committee, first responsibility for a department or
-    grassroots unit, direct responsibility for a general branch, specific for a branch."""
+    """A duty's tier matches its unit: committee, department/grassroots, general branch, branch."""
 
 
 class DutyHolderBelongsToUnit(RuleViolation):

@@ -25,7 +25,7 @@ class RuleViolation(DomainError):
 
     def __init__(self, **values: Any) -> None:
         self.values = values
-        summary = (self.__doc__ or "").strip().splitlines()[0]
+        summary = " ".join((self.__doc__ or self.rule).split())
         details = ", ".join(f"{name}={value!s}" for name, value in values.items())
         super().__init__(f"{self.rule}: {summary}" + (f" ({details})" if details else ""))
 

@@ -112,7 +112,7 @@ class Measure(LoopAggregate):
 
     def report_progress(self, *, percent: int, note: str = "") -> None:
         self._require_unfinished()
-        if not 0 <= percent <= 100:
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise InvalidValue(field="percent", rule="between 0 and 100", value=percent)
         self.trigger_event(self.MeasureProgressReported, percent=percent, note=note.strip())
 

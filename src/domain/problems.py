@@ -14,7 +14,7 @@ from closedloop.domain.base import (
     utc_now,
 )
 from closedloop.domain.cycles import Cycle
-from closedloop.domain.errors import RuleViolation
+from closedloop.domain.errors import InvalidValue, RuleViolation
 from closedloop.domain.people import Person
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit, UnitKind
@@ -36,6 +36,7 @@ class ProblemStatus(Enum):
     OPEN = "open"
     DISPATCHED = "dispatched"
     RESOLVED = "resolved"
+    REOPENED = "reopened"
 
 
 DISPATCHABLE_KINDS = frozenset({UnitKind.GRASSROOTS, UnitKind.BRANCH})
@@ -109,9 +110,7 @@ class Problem(LoopAggregate):
 
     class ProblemReopened(LoopAggregate.Event):
         def apply(self, problem: Problem) -> None:
-            problem.status = (
-                ProblemStatus.DISPATCHED if problem.dispatched_to else ProblemStatus.OPEN
-            )
+            problem.status = ProblemStatus.REOPENED
             problem.resolved_at = None
 
     def __init__(
@@ -172,6 +171,13 @@ class Problem(LoopAggregate):
 
     def dispatch(self, cycle: Cycle, *, to_unit: Unit, requirement: str, deadline: date) -> None:
         self._require_unresolved()
+        if cycle.id != self.cycle_id:
+            raise InvalidValue(
+                field="cycle",
+                rule="must be the problem's own cycle",
+                given=cycle.id,
+                problem_cycle=self.cycle_id,
+            )
         if to_unit.kind not in DISPATCHABLE_KINDS:
             raise DispatchGoesToGrassroots(unit=to_unit.id, kind=to_unit.kind.value)
         self.trigger_event(

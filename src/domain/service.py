@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
+from closedloop.domain.access import AccessToken, Role, new_token_secret, token_id_for
 from closedloop.domain.awards import Award, AwardKind
 from closedloop.domain.base import LoopAggregate, LoopEvent
 from closedloop.domain.cycles import Cycle, Stage
@@ -50,6 +51,7 @@ STORED_ENUMS = (
     Severity,
     DutyTier,
     AwardKind,
+    Role,
 )
 STORED_VALUE_OBJECTS = (Stage, Indicator)
 METADATA_FIELDS = frozenset(
@@ -645,6 +647,32 @@ class ClosedLoop(Application[UUID]):
         self, award_id: UUID, *, reason: str | None, expected_version: int | None = None
     ) -> CommandResult:
         return self._update(Award, award_id, expected_version, lambda a: a.revoke(reason=reason))
+
+    # --- access tokens ---------------------------------------------------------------------
+
+    def issue_token(
+        self, *, name: str, role: Role, unit_id: UUID | None = None
+    ) -> tuple[CommandResult, str]:
+        """Issue a bearer token; the secret is returned once and only its digest is stored."""
+        secret = new_token_secret()
+        unit = self._load(Unit, unit_id) if unit_id is not None else None
+        token = AccessToken.issue(secret=secret, name=name, role=role, unit=unit)
+        return self._save(token), secret
+
+    def revoke_token(
+        self, token_id: UUID, *, reason: str | None, expected_version: int | None = None
+    ) -> CommandResult:
+        return self._update(
+            AccessToken, token_id, expected_version, lambda t: t.revoke(reason=reason)
+        )
+
+    def authenticate(self, secret: str) -> AccessToken | None:
+        """The active token matching ``secret``, or None."""
+        try:
+            token = self.get(AccessToken, token_id_for(secret))
+        except NotFound:
+            return None
+        return None if token.revoked else token
 
     # --- reading ------------------------------------------------------------------------------
 

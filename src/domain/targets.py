@@ -11,6 +11,7 @@ from uuid import UUID
 
 from closedloop.domain.base import (
     LoopAggregate,
+    require_aware,
     require_positive,
     require_reason,
     require_text,
@@ -286,9 +287,14 @@ class Target(LoopAggregate):
         self._require_active()
         if title is None and indicator is None and points is None:
             raise RevisionChangesSomething(target=self.id)
+        if indicator is not None:
+            for stage_key, value in self.milestones.items():
+                indicator.check_value(value, field_name=f"milestones.{stage_key}")
         self.trigger_event(
             self.TargetRevised,
-            title=require_text(title, field_name="title", max_length=300) if title else None,
+            title=require_text(title, field_name="title", max_length=300)
+            if title is not None
+            else None,
             indicator=indicator.validate() if indicator else None,
             points=require_positive(points, field_name="points") if points is not None else None,
             reason=require_reason(reason, action="revise a target"),
@@ -298,6 +304,7 @@ class Target(LoopAggregate):
         self, cycle: Cycle, milestones: Mapping[str, Decimal | str], *, reason: str | None = None
     ) -> None:
         self._require_active()
+        self._require_own(cycle)
         if not milestones:
             raise InvalidValue(field="milestones", rule="at least one stage")
         for stage_key, value in milestones.items():
@@ -353,6 +360,7 @@ class Target(LoopAggregate):
     ) -> None:
         """Record a stage result for one unit; confirming the same thing again is a correction."""
         self._require_active()
+        self._require_own(cycle)
         cycle.require_open_for_effects(stage)
         if not self.concerns(unit.id):
             raise TargetScopeNamesItsUnits(
@@ -368,9 +376,18 @@ class Target(LoopAggregate):
             unit_id=unit.id,
             result=result,
             evidence=require_text(evidence, field_name="evidence"),
-            effective_at=confirmed_at,
+            effective_at=require_aware(confirmed_at, field_name="confirmed_at"),
             reason=reason,
         )
+
+    def _require_own(self, cycle: Cycle) -> None:
+        if cycle.id != self.cycle_id:
+            raise InvalidValue(
+                field="cycle",
+                rule="must be the target's own cycle",
+                given=cycle.id,
+                target_cycle=self.cycle_id,
+            )
 
     def _require_active(self) -> None:
         if self.withdrawn:
