@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
+from closedloop.domain.access import Role
+from closedloop.domain.context import acting_as
 from closedloop.domain.errors import DomainError
 from closedloop.domain.service import ClosedLoop
 from closedloop.settings import Settings
@@ -33,6 +36,62 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         app.close()
     print(format_summary(summary))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from closedloop.api import create_app
+    from closedloop.bootstrap import build_runtime
+
+    runtime = build_runtime(settings)
+    if args.demo:
+        _prepare_demo(runtime.service)
+    app = create_app(settings, runtime=runtime)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        runtime.close()
+    return 0
+
+
+def _prepare_demo(service: ClosedLoop) -> None:
+    """Load the demo year into an empty store and print a token to try it with."""
+    from closedloop.demo import format_summary, load_demo
+
+    if service.head_position() == 0:
+        print(format_summary(load_demo(service)))
+    else:
+        print("store has events already: demo not loaded again")
+    with acting_as(f"cli:{getpass.getuser()}"):
+        _, secret = service.issue_token(name="demo-admin", role=Role.ADMIN)
+    print(f"\nadmin token (shown once): {secret}")
+    print("open /docs, press Authorize and paste the token")
+
+
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    app = open_service(settings)
+    try:
+        with acting_as(f"cli:{getpass.getuser()}"):
+            result, secret = app.issue_token(
+                name=args.name, role=Role(args.role), unit_id=args.unit
+            )
+    finally:
+        app.close()
+    print(f"token id {result.id}")
+    print(secret)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    app = open_service(settings)
+    try:
+        with acting_as(f"cli:{getpass.getuser()}"):
+            app.revoke_token(args.id, reason=args.reason)
+    finally:
+        app.close()
+    print(f"revoked {args.id}")
     return 0
 
 
@@ -88,6 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="load a scripted assessment year of a forestry bureau")
     demo.add_argument("--force", action="store_true", help="load even if the store has events")
     demo.set_defaults(handler=cmd_demo)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="load the demo year into an empty store and print an admin token",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    token = commands.add_parser("token", help="issue or revoke API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="issue a token; it is printed once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument(
+        "--unit", type=UUID, default=None, help="the unit a leader or member acts for"
+    )
+    create.set_defaults(handler=cmd_token_create)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("id", type=UUID)
+    revoke.add_argument("--reason", required=True)
+    revoke.set_defaults(handler=cmd_token_revoke)
 
     history = commands.add_parser("history", help="print every event of one aggregate")
     history.add_argument("id", type=UUID)

@@ -24,7 +24,7 @@ def application_env(settings: Settings) -> dict[str, str]:
 
 def _postgres_env(settings: Settings) -> dict[str, str]:
     assert settings.database_url is not None  # store_kind == "postgres" implies a URL
-    params = conninfo_to_dict(_libpq_url(settings.database_url))
+    params = conninfo_to_dict(libpq_url(settings.database_url))
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "APPLICATION_RECORDER_TOPIC": SINGLE_TRIP_RECORDER_TOPIC,
@@ -41,7 +41,7 @@ def _postgres_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _libpq_url(url: str) -> str:
+def libpq_url(url: str) -> str:
     # libpq takes postgresql:// and postgres:// alike, but not SQLAlchemy-style driver suffixes.
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
@@ -51,7 +51,7 @@ def ensure_database_ready(settings: Settings) -> None:
     if settings.store_kind != "postgres":
         return
     assert settings.database_url is not None
-    with psycopg.connect(_libpq_url(settings.database_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(settings.database_url), autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(settings.database_schema)
