@@ -96,6 +96,16 @@ class ProjectionRunner:
     def position(self, name: str) -> int:
         return projection_position(self.db, name)
 
+    def reset(self, projection: Projection) -> None:
+        """Empty the projection's tables and rewind it to zero, in one transaction."""
+        with self.db.transaction() as cursor:
+            for table in projection.tables:
+                cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(
+                f"UPDATE {POSITIONS_TABLE} SET position = 0 WHERE projection = %s",
+                [projection.name],
+            )
+
     def catch_up(self) -> int:
         """Process everything recorded so far; returns the number of events applied."""
         return sum(self._catch_up_one(projection) for projection in self.projections)
@@ -120,13 +130,8 @@ class ProjectionRunner:
     ) -> None:
         end = notifications[-1].id
         with self.db.transaction() as cursor:
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                try:
-                    if isinstance(event, LoopEvent):
-                        projection.apply(cursor, event, notification.id)
-                except Exception as error:
-                    raise ProjectionFailed(projection.name, notification.id, error) from error
+            # Claim the batch first: this locks the position row, so a racing runner waits
+            # here and then finds the position moved, instead of colliding on our rows.
             cursor.execute(
                 f"UPDATE {POSITIONS_TABLE} SET position = %s "
                 "WHERE projection = %s AND position = %s",
@@ -134,6 +139,13 @@ class ProjectionRunner:
             )
             if cursor.rowcount != 1:
                 raise PositionGuardFailed(projection.name)
+            for notification in notifications:
+                event = self.app.mapper.to_domain_event(notification)
+                try:
+                    if isinstance(event, LoopEvent):
+                        projection.apply(cursor, event, notification.id)
+                except Exception as error:
+                    raise ProjectionFailed(projection.name, notification.id, error) from error
 
     def wait(self, name: str, min_position: int, timeout: float) -> bool:
         """Whether projection ``name`` reached ``min_position`` within ``timeout`` seconds."""
