@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import NamedTuple
 from uuid import UUID
 
+from closedloop.domain.access import Role
 from closedloop.domain.awards import AwardKind
 from closedloop.domain.context import acting_as
 from closedloop.domain.duties import DutyTier
@@ -1197,6 +1198,7 @@ class _DemoYear:
 
     def run(self) -> None:
         self.register_organisation()  # January
+        self.grant_access()
         self.open_cycle()
         self.assign_duties(DUTIES)
         self.set_targets()
@@ -1243,6 +1245,15 @@ class _DemoYear:
                 self.people[p.key] = self.app.register_person(
                     name=p.name, unit_id=self.units[p.unit], title=p.title
                 ).id
+
+    def grant_access(self) -> None:
+        """Tokens for the organisation department and a visiting auditor, whose access ends."""
+        with self.acting(ADMIN, "01-access"):
+            self.app.issue_token(
+                name="organisation-dept", role=Role.LEADER, unit_id=self.units[ROOT]
+            )
+            auditor, _ = self.app.issue_token(name="audit-visit-2026", role=Role.AUDITOR)
+            self.app.revoke_token(auditor.id, reason="外部审计进场结束")
 
     def open_cycle(self) -> None:
         with self.acting(ADMIN, "02-cycle"):

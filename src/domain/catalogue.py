@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from closedloop.domain.access import AccessToken
 from closedloop.domain.awards import Award
 from closedloop.domain.base import LoopAggregate, LoopEvent
 from closedloop.domain.cycles import Cycle
@@ -25,6 +26,7 @@ AGGREGATES: tuple[type[LoopAggregate], ...] = (
     Meeting,
     Rectification,
     Award,
+    AccessToken,
 )
 
 
