@@ -16,10 +16,10 @@ $(BIN)/closedloop: pyproject.toml
 
 install: $(BIN)/closedloop
 
-# Installs, loads the demo year into ./closedloop.db (once), and prints what to look at next.
+# Installs, then serves the API on ./closedloop.db with the demo year loaded (once) and an admin
+# token printed: open http://127.0.0.1:8000/docs and press Authorize.
 run: install
-	@if [ -f closedloop.db ]; then echo "closedloop.db exists: demo already loaded"; \
-	else $(BIN)/closedloop demo; fi
+	$(BIN)/closedloop serve --demo
 
 # The whole suite, SQLite and PostgreSQL legs. Creates the test database if it is missing.
 test: install
