@@ -27,10 +27,12 @@ test: install
 		| grep -q 1 || psql "$(PGURL)/postgres" -qc 'CREATE DATABASE "$(TEST_DB)"'
 	$(BIN)/python -m pytest
 
+# mypy resolves `closedloop` through a link to src/ (the editable install maps it at run time only).
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy
+	rm -rf .mypy-root && mkdir .mypy-root && ln -s ../src .mypy-root/closedloop
+	cd .mypy-root && ../$(BIN)/mypy --config-file ../pyproject.toml
 
 bench: install
 	$(BIN)/python bench/commands.py

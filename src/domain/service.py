@@ -679,7 +679,7 @@ class ClosedLoop(Application[UUID]):
     def get_aggregate(self, aggregate_id: UUID, *, version: int | None = None) -> LoopAggregate:
         """Current state, or the state at ``version``, of any aggregate."""
         try:
-            aggregate = self.repository.get(aggregate_id, version=version)
+            aggregate: object = self.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:
             raise NotFound("aggregate", aggregate_id) from None
         if not isinstance(aggregate, LoopAggregate):

@@ -148,12 +148,12 @@ class PostgresDatabase(Database):
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         with self.pool.connection() as connection, connection.transaction():
-            yield connection.cursor()  # type: ignore[misc]
+            yield connection.cursor()
 
     @contextmanager
     def reading(self) -> Iterator[Cursor]:
         with self.pool.connection() as connection:
-            yield connection.cursor()  # type: ignore[misc]
+            yield connection.cursor()
 
     def close(self) -> None:
         self.pool.close()
