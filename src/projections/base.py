@@ -1,9 +1,13 @@
 """Projection machinery: read models that follow the notification log exactly once.
 
-A projection writes its rows and its new position in the same transaction, guarded by the
-position it started from. If two runners process the same batch (two workers, a restart racing
-an old thread), the second one's guard fails and its transaction rolls back: rows are never
-doubled or lost. A failing event stops the projection where it is; it is never skipped.
+A projection writes its rows and its new position in the same transaction, and claims the batch
+first by moving its position from where it started. If two runners process the same batch (two
+workers, a restart racing an old thread), the second one finds the position moved and rolls
+back: rows are never doubled or lost. A failing event stops that projection where it is (it is
+never skipped); the others go on.
+
+Events are read and decoded once per batch and handed to every projection that needs them;
+projections apply a whole batch at a time, so they can read and write their rows in bulk.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Sequence
+from typing import ClassVar, NamedTuple
 
 from closedloop.domain.base import LoopEvent
 from closedloop.domain.service import ClosedLoop
@@ -24,8 +28,13 @@ log = logging.getLogger(__name__)
 POSITIONS_TABLE = "closedloop_projection_positions"
 
 
+class Positioned(NamedTuple):
+    position: int
+    event: LoopEvent
+
+
 class Projection(ABC):
-    """One read model: its tables, how an event changes them, how to empty them for a rebuild."""
+    """One read model: its tables, how a batch of events changes them."""
 
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]
@@ -33,8 +42,16 @@ class Projection(ABC):
     @abstractmethod
     def create_tables(self, cursor: Cursor, dialect: str) -> None: ...
 
-    @abstractmethod
-    def apply(self, cursor: Cursor, event: LoopEvent, position: int) -> None: ...
+    def apply_batch(self, cursor: Cursor, events: Sequence[Positioned]) -> None:
+        """Apply events in order. Override to read and write rows in bulk."""
+        for position, event in events:
+            try:
+                self.apply(cursor, event, position)
+            except Exception as error:
+                raise ProjectionFailed(self.name, position, error) from error
+
+    def apply(self, cursor: Cursor, event: LoopEvent, position: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} implements neither apply nor apply_batch")
 
 
 class PositionGuardFailed(Exception):
@@ -61,6 +78,16 @@ def projection_position(db: Database, name: str) -> int:
     return int(row["position"]) if row else 0
 
 
+def _claim(cursor: Cursor, name: str, start: int, end: int) -> None:
+    # Locks the position row: a racing runner waits here, then finds the position moved.
+    cursor.execute(
+        f"UPDATE {POSITIONS_TABLE} SET position = %s WHERE projection = %s AND position = %s",
+        [end, name, start],
+    )
+    if cursor.rowcount != 1:
+        raise PositionGuardFailed(name)
+
+
 class ProjectionRunner:
     """Feeds projections from the notification log in batches, once, in order."""
 
@@ -70,7 +97,7 @@ class ProjectionRunner:
         db: Database,
         projections: Sequence[Projection],
         *,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         poll_interval: float = 0.2,
     ) -> None:
         self.app = app
@@ -78,9 +105,10 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.failure: ProjectionFailed | None = None
+        self.failures: dict[str, ProjectionFailed] = {}
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def setup(self) -> None:
         create_positions_table(self.db)
@@ -93,64 +121,114 @@ class ProjectionRunner:
                     [projection.name],
                 )
 
+    def projection(self, name: str) -> Projection:
+        for projection in self.projections:
+            if projection.name == name:
+                return projection
+        raise KeyError(name)
+
     def position(self, name: str) -> int:
         return projection_position(self.db, name)
 
-    def reset(self, projection: Projection) -> None:
-        """Empty the projection's tables and rewind it to zero, in one transaction."""
+    def positions(self) -> dict[str, int]:
+        rows = self.db.query(f"SELECT projection, position FROM {POSITIONS_TABLE}")
+        known = {row["projection"]: int(row["position"]) for row in rows}
+        return {p.name: known.get(p.name, 0) for p in self.projections}
+
+    # --- catching up ------------------------------------------------------------------------
+
+    def catch_up(self, names: Iterable[str] | None = None) -> int:
+        """Process everything recorded so far; returns how many events were read.
+
+        Raises the first ProjectionFailed after the healthy projections have caught up.
+        """
+        wanted = [p for p in self.projections if names is None or p.name in set(names)]
+        failed: dict[str, ProjectionFailed] = {}
+        read = 0
+        while True:
+            healthy = [p for p in wanted if p.name not in failed]
+            positions = {
+                name: pos
+                for name, pos in self.positions().items()
+                if name in {p.name for p in healthy}
+            }
+            if not positions:
+                break
+            batch = self._read(min(positions.values()))
+            if not batch:
+                break
+            read += len(batch)
+            for projection in healthy:
+                try:
+                    self._apply(projection, positions[projection.name], batch)
+                except PositionGuardFailed:
+                    continue
+                except ProjectionFailed as failure:
+                    failed[projection.name] = failure
+        self.failures.update(failed)
+        for name in {p.name for p in wanted} - failed.keys():
+            self.failures.pop(name, None)
+        if failed:
+            raise next(iter(failed.values()))
+        return read
+
+    def _read(self, after: int) -> list[Positioned]:
+        notifications = self.app.recorder.select_notifications(
+            start=after + 1, limit=self.batch_size
+        )
+        decode = self.app.mapper.to_domain_event
+        batch = []
+        for notification in notifications:
+            event = decode(notification)
+            if isinstance(event, LoopEvent):
+                batch.append(Positioned(notification.id, event))
+        if notifications and (not batch or batch[-1].position != notifications[-1].id):
+            # Keep the batch's end even when its last notification is not a loop event.
+            batch.append(Positioned(notifications[-1].id, _Skip()))  # type: ignore[arg-type]
+        return batch
+
+    def _apply(self, projection: Projection, start: int, batch: Sequence[Positioned]) -> None:
+        events = [item for item in batch if item.position > start]
+        if not events:
+            return
         with self.db.transaction() as cursor:
-            for table in projection.tables:
-                cursor.execute(f"DELETE FROM {table}")
+            _claim(cursor, projection.name, start, events[-1].position)
+            real = [item for item in events if not isinstance(item.event, _Skip)]
+            try:
+                projection.apply_batch(cursor, real)
+            except ProjectionFailed:
+                raise
+            except Exception as error:
+                raise ProjectionFailed(projection.name, real[0].position, error) from error
+
+    def rebuild(self, projection: Projection) -> int:
+        """Replay ``projection`` from zero in one transaction: readers keep the old rows until
+        it commits. On SQLite the transaction holds the database's write lock meanwhile."""
+        with self.db.transaction() as cursor:
             cursor.execute(
                 f"UPDATE {POSITIONS_TABLE} SET position = 0 WHERE projection = %s",
                 [projection.name],
             )
-
-    def catch_up(self) -> int:
-        """Process everything recorded so far; returns the number of events applied."""
-        return sum(self._catch_up_one(projection) for projection in self.projections)
-
-    def _catch_up_one(self, projection: Projection) -> int:
-        applied = 0
-        while True:
-            start = self.position(projection.name)
-            notifications = self.app.recorder.select_notifications(
-                start=start + 1, limit=self.batch_size
-            )
-            if not notifications:
-                return applied
-            try:
-                self._apply_batch(projection, start, notifications)
-            except PositionGuardFailed:
-                continue
-            applied += len(notifications)
-
-    def _apply_batch(
-        self, projection: Projection, start: int, notifications: Sequence[Any]
-    ) -> None:
-        end = notifications[-1].id
-        with self.db.transaction() as cursor:
-            # Claim the batch first: this locks the position row, so a racing runner waits
-            # here and then finds the position moved, instead of colliding on our rows.
+            for table in projection.tables:
+                cursor.execute(f"DELETE FROM {table}")
+            after = replayed = 0
+            while batch := self._read(after):
+                real = [item for item in batch if not isinstance(item.event, _Skip)]
+                if real:
+                    projection.apply_batch(cursor, real)
+                after = batch[-1].position
+                replayed += len(real)
             cursor.execute(
-                f"UPDATE {POSITIONS_TABLE} SET position = %s "
-                "WHERE projection = %s AND position = %s",
-                [end, projection.name, start],
+                f"UPDATE {POSITIONS_TABLE} SET position = %s WHERE projection = %s",
+                [after, projection.name],
             )
-            if cursor.rowcount != 1:
-                raise PositionGuardFailed(projection.name)
-            for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                try:
-                    if isinstance(event, LoopEvent):
-                        projection.apply(cursor, event, notification.id)
-                except Exception as error:
-                    raise ProjectionFailed(projection.name, notification.id, error) from error
+        return replayed
 
     def wait(self, name: str, min_position: int, timeout: float) -> bool:
         """Whether projection ``name`` reached ``min_position`` within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         delay = 0.01
+        self._wake.set()
         while self.position(name) < min_position:
             if time.monotonic() >= deadline:
                 return False
@@ -158,27 +236,61 @@ class ProjectionRunner:
             delay = min(delay * 2, 0.1)
         return True
 
-    # --- background thread ----------------------------------------------------------------
+    # --- background threads ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name="closedloop-projections", daemon=True
-        )
-        self._thread.start()
+        """Follow the log in a background thread; on PostgreSQL, NOTIFY wakes it early."""
+        self._stopping.clear()
+        self._threads = [
+            threading.Thread(target=self._run, name="closedloop-projections", daemon=True)
+        ]
+        channel = getattr(self.app.recorder, "channel_name", None)
+        if self.db.dialect == "postgres" and channel:
+            self._threads.append(
+                threading.Thread(
+                    target=self._listen, args=(channel,), name="closedloop-listen", daemon=True
+                )
+            )
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def run_forever(self) -> None:
+        """Follow the log in the calling thread until :meth:`stop` (the worker process)."""
+        self.start()
+        while not self._stopping.is_set():
+            self._stopping.wait(1.0)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            healthy = [p.name for p in self.projections if p.name not in self.failures]
             try:
-                self.catch_up()
+                self.catch_up(healthy)
             except ProjectionFailed as failure:
-                self.failure = failure
-                log.error("%s", failure)
-                return
+                log.error("%s; restart after fixing it", failure)
             except Exception:
                 log.exception("projection runner: transient error, retrying")
-            self._stopping.wait(self.poll_interval)
+            # A lost NOTIFY costs at most one poll interval, never a stall.
+            self._wake.wait(self.poll_interval if self.db.dialect == "sqlite" else 1.0)
+            self._wake.clear()
+
+    def _listen(self, channel: str) -> None:
+        from closedloop.store.sql import PostgresDatabase
+
+        assert isinstance(self.db, PostgresDatabase)
+        while not self._stopping.is_set():
+            try:
+                self.db.listen(channel, self._wake, self._stopping)
+            except Exception:
+                log.warning("LISTEN %s failed; polling until it reconnects", channel, exc_info=True)
+                self._stopping.wait(1.0)
+
+
+class _Skip:
+    """Stands for a notification that is not a closedloop event (it only moves the position)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -154,6 +155,18 @@ class PostgresDatabase(Database):
     def reading(self) -> Iterator[Cursor]:
         with self.pool.connection() as connection:
             yield connection.cursor()
+
+    def listen(self, channel: str, wake: threading.Event, stop: threading.Event) -> None:
+        """Set ``wake`` on every NOTIFY on ``channel`` until ``stop`` is set."""
+        with self.pool.connection() as connection:
+            connection.autocommit = True
+            connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            try:
+                while not stop.is_set():
+                    for _ in connection.notifies(timeout=0.5, stop_after=1):
+                        wake.set()
+            finally:
+                connection.execute("UNLISTEN *")
 
     def close(self) -> None:
         self.pool.close()
