@@ -5,8 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from closedloop.domain.service import ClosedLoop
-from closedloop.projections.base import ProjectionRunner
+from closedloop.projections.audit import AuditIndex
+from closedloop.projections.base import Projection, ProjectionRunner
 from closedloop.projections.catalogue import Catalogue
+from closedloop.projections.responsibility import ResponsibilityMatrix
+from closedloop.projections.scoreboard import Scoreboard
+from closedloop.projections.supervision import Supervision
+from closedloop.projections.trace import Trace
 from closedloop.settings import Settings
 from closedloop.store import application_env, ensure_database_ready
 from closedloop.store.idempotency import IdempotencyRecords
@@ -31,11 +36,17 @@ class Runtime:
         self.service.close()
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def all_projections() -> list[Projection]:
+    return [Catalogue(), Scoreboard(), ResponsibilityMatrix(), Supervision(), AuditIndex(), Trace()]
+
+
+def build_runtime(settings: Settings, *, projections_named: list[str] | None = None) -> Runtime:
+    """Everything one process needs; ``projections_named`` limits which read models it runs."""
     ensure_database_ready(settings)
     service = ClosedLoop(env=application_env(settings))
     db = open_database(settings)
-    projections = ProjectionRunner(service, db, [Catalogue()])
+    chosen = [p for p in all_projections() if not projections_named or p.name in projections_named]
+    projections = ProjectionRunner(service, db, chosen)
     projections.setup()
     idempotency = IdempotencyRecords(db)
     idempotency.setup()

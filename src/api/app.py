@@ -11,6 +11,7 @@ from closedloop import __version__
 from closedloop.api.deps import RuntimeDep, correlation_id_for
 from closedloop.api.problems import install_problem_handlers
 from closedloop.api.routers import (
+    audit,
     awards,
     cycles,
     duties,
@@ -19,7 +20,11 @@ from closedloop.api.routers import (
     organisation,
     problems,
     rectifications,
+    responsibility,
+    scoreboard,
+    supervision,
     targets,
+    trace,
 )
 from closedloop.api.schemas import Health
 from closedloop.bootstrap import Runtime, build_runtime
@@ -91,6 +96,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         meetings.router,
         rectifications.router,
         awards.router,
+        scoreboard.router,
+        responsibility.router,
+        supervision.router,
+        audit.router,
+        trace.router,
     ):
         app.include_router(router)
     return app

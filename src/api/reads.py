@@ -60,18 +60,24 @@ def state_of(aggregate: LoopAggregate) -> dict[str, Any]:
     return state
 
 
-def wait_for(runtime: Any, min_position: int | None) -> None:
-    """Read-your-writes: wait (bounded) until the catalogue reached ``min_position``."""
-    if min_position is None:
-        return
-    if not runtime.projections.wait(Catalogue.name, min_position, READ_WAIT_SECONDS):
+def wait_for(runtime: Any, min_position: int | None, projection: str = Catalogue.name) -> int:
+    """Read-your-writes: wait (bounded) until ``projection`` reached ``min_position``.
+
+    Returns the position the read model reflects; answers 503 with Retry-After if it is behind.
+    """
+    if min_position is not None and not runtime.projections.wait(
+        projection, min_position, READ_WAIT_SECONDS
+    ):
         raise ApiProblem(
             503,
             "stale-read-model",
             "Read model behind",
-            f"the catalogue has not reached position {min_position} yet",
+            f"the {projection} read model has not reached position {min_position} yet",
             headers={"Retry-After": "1"},
+            projection=projection,
         )
+    position: int = runtime.projections.position(projection)
+    return position
 
 
 def add_read_routes(router: APIRouter, *, kind: str, aggregate: type[LoopAggregate]) -> None:
@@ -88,8 +94,7 @@ def add_read_routes(router: APIRouter, *, kind: str, aggregate: type[LoopAggrega
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         min_position: Annotated[int | None, Query(ge=0)] = None,
     ) -> dict[str, Any]:
-        wait_for(runtime, min_position)
-        position = runtime.projections.position(Catalogue.name)
+        position = wait_for(runtime, min_position)
         rows = list_items(
             runtime.db,
             kind=kind,
