@@ -46,7 +46,7 @@ def build_runtime(settings: Settings, *, projections_named: list[str] | None = N
     service = ClosedLoop(env=application_env(settings))
     db = open_database(settings)
     chosen = [p for p in all_projections() if not projections_named or p.name in projections_named]
-    projections = ProjectionRunner(service, db, chosen)
+    projections = ProjectionRunner(service, db, chosen, batch_size=settings.projection_batch_size)
     projections.setup()
     idempotency = IdempotencyRecords(db)
     idempotency.setup()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
+import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -95,6 +98,54 @@ def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_projections_run(args: argparse.Namespace, settings: Settings) -> int:
+    from closedloop.bootstrap import build_runtime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    runtime = build_runtime(settings, projections_named=args.names or None)
+    names = ", ".join(p.name for p in runtime.projections.projections)
+    print(f"following the event log for: {names} (Ctrl+C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: runtime.projections.stop())
+    try:
+        runtime.projections.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_projections_status(args: argparse.Namespace, settings: Settings) -> int:
+    from closedloop.bootstrap import build_runtime
+
+    runtime = build_runtime(settings, projections_named=args.names or None)
+    try:
+        head = runtime.service.head_position()
+        print(f"{'projection':<24} {'position':>10} {'head':>10} {'lag':>8}")
+        for name, position in runtime.projections.positions().items():
+            print(f"{name:<24} {position:>10} {head:>10} {head - position:>8}")
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from closedloop.bootstrap import build_runtime
+
+    runtime = build_runtime(settings, projections_named=args.names or None)
+    try:
+        for projection in runtime.projections.projections:
+            started = time.perf_counter()
+            replayed = runtime.projections.rebuild(projection)
+            print(
+                f"rebuilt {projection.name}: {replayed} events in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+    finally:
+        runtime.close()
+    return 0
+
+
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     app = open_service(settings)
     try:
@@ -136,6 +187,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _projection_name(known: Sequence[str]) -> Callable[[str], str]:
+    def parse(name: str) -> str:
+        if name not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown read model {name!r}; one of {', '.join(known)}"
+            )
+        return name
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="closedloop",
@@ -171,6 +233,30 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=UUID)
     revoke.add_argument("--reason", required=True)
     revoke.set_defaults(handler=cmd_token_revoke)
+
+    from closedloop.bootstrap import all_projections
+
+    projection_names = [projection.name for projection in all_projections()]
+    projections = commands.add_parser("projections", help="run, inspect or rebuild read models")
+    projection_commands = projections.add_subparsers(dest="projections_command", required=True)
+    for name, handler, text in (
+        ("run", cmd_projections_run, "follow the event log (a worker process)"),
+        ("status", cmd_projections_status, "position, head and lag of each read model"),
+        (
+            "rebuild",
+            cmd_projections_rebuild,
+            "replay read models from zero; readers see the old rows until each commits",
+        ),
+    ):
+        sub = projection_commands.add_parser(name, help=text)
+        sub.add_argument(
+            "names",
+            nargs="*",
+            metavar="NAME",
+            type=_projection_name(projection_names),
+            help="read models (default: all): " + ", ".join(projection_names),
+        )
+        sub.set_defaults(handler=handler)
 
     history = commands.add_parser("history", help="print every event of one aggregate")
     history.add_argument("id", type=UUID)

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     database_schema: str = Field(
         default="public", description="PostgreSQL schema holding closedloop's tables."
     )
+    run_projections: bool = Field(
+        default=True,
+        description="Follow the event log in a thread of the API process. Turn off when "
+        "`closedloop projections run` workers do it.",
+    )
+    projection_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Events per read-model transaction."
+    )
     postgres_pool_size: int = Field(default=8, ge=1, le=200)
     postgres_max_overflow: int = Field(default=8, ge=0, le=200)
     postgres_lock_timeout_seconds: int = Field(

@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or build_runtime(settings or Settings())
-        app.state.runtime.projections.start()
+        if app.state.runtime.settings.run_projections:
+            app.state.runtime.projections.start()
         try:
             yield
         finally:

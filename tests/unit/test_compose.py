@@ -195,10 +195,6 @@ def test_the_api_command_parses() -> None:
     assert (args.command, args.port) == ("serve", 8000)
 
 
-@pytest.mark.xfail(
-    raises=SystemExit,
-    reason="`closedloop projections run` arrives with the read-model issue; when it does, "
-    "drop this marker (and the worker's healthcheck opt-out in docker-compose.yml)",
-)
 def test_the_projection_worker_command_parses() -> None:
-    build_parser().parse_args(services()["projections"]["command"][1:])
+    args = build_parser().parse_args(services()["projections"]["command"][1:])
+    assert (args.command, args.projections_command) == ("projections", "run")
