@@ -55,6 +55,8 @@ def require_text(value: str, *, field_name: str, max_length: int = 2000) -> str:
     text = value.strip()
     if not text:
         raise InvalidValue(field=field_name, rule="must not be blank")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        raise InvalidValue(field=field_name, rule="no control characters")
     if len(text) > max_length:
         raise InvalidValue(field=field_name, rule=f"at most {max_length} characters")
     return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from uuid import UUID
 
@@ -88,13 +88,28 @@ class Indicator:
         return self
 
     def check_value(self, value: Decimal | str, *, field_name: str) -> Decimal | str:
-        """A milestone or result must fit the indicator: a number, or one of the levels."""
+        """A milestone or result must fit the indicator: a number, or one of the levels.
+
+        Returns the value as stored: a numeric string for a quantitative indicator (as JSON
+        clients often send decimals) becomes a Decimal.
+        """
         if self.kind is IndicatorKind.QUANTITATIVE:
-            if not isinstance(value, Decimal) or not value.is_finite():
+            number = _as_decimal(value)
+            if number is None or not number.is_finite():
                 raise ValueFitsIndicator(field=field_name, value=value, expected="a number")
-        elif value not in self.levels:
+            return number
+        if value not in self.levels:
             raise ValueFitsIndicator(field=field_name, value=value, expected=list(self.levels))
         return value
+
+
+def _as_decimal(value: Decimal | str) -> Decimal | None:
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(value.strip())
+    except (InvalidOperation, AttributeError):
+        return None
 
 
 class IndicatorIsWellFormed(RuleViolation):
@@ -307,13 +322,16 @@ class Target(LoopAggregate):
         self._require_own(cycle)
         if not milestones:
             raise InvalidValue(field="milestones", rule="at least one stage")
-        for stage_key, value in milestones.items():
+        for stage_key in milestones:
             if stage_key not in cycle.stage_keys:
                 raise MilestoneStageInCycle(stage=stage_key, cycle_stages=cycle.stage_keys)
-            self.indicator.check_value(value, field_name=f"milestones.{stage_key}")
+        checked = {
+            stage_key: self.indicator.check_value(value, field_name=f"milestones.{stage_key}")
+            for stage_key, value in milestones.items()
+        }
         if self.milestones:
             reason = require_reason(reason, action="replace milestones")
-        self.trigger_event(self.MilestonesSet, milestones=dict(milestones), reason=reason)
+        self.trigger_event(self.MilestonesSet, milestones=checked, reason=reason)
 
     def contract_to(
         self,
@@ -366,7 +384,7 @@ class Target(LoopAggregate):
             raise TargetScopeNamesItsUnits(
                 target=self.id, unit=unit.id, rule="effects only for units the target applies to"
             )
-        self.indicator.check_value(result, field_name="result")
+        result = self.indicator.check_value(result, field_name="result")
         if (stage, method, unit.id) in self.effects:
             reason = require_reason(reason, action="correct a confirmed effect")
         self.trigger_event(
