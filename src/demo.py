@@ -7,8 +7,6 @@ and the changes a real year brings (a branch re-attached, a cadre rotated). Name
 numbers are fixed, so two loads differ only in generated ids and recorded timestamps.
 """
 
-# Chinese prose keeps its full-width punctuation on purpose.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

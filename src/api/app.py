@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 
 from closedloop import __version__
 from closedloop.api.deps import RuntimeDep, correlation_id_for
@@ -26,7 +28,7 @@ from closedloop.api.routers import (
     targets,
     trace,
 )
-from closedloop.api.schemas import Health
+from closedloop.api.schemas import Health, Problem
 from closedloop.bootstrap import Runtime, build_runtime
 from closedloop.projections.catalogue import Catalogue
 from closedloop.settings import Settings
@@ -104,4 +106,44 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         trace.router,
     ):
         app.include_router(router)
+    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     return app
+
+
+ERROR_STATUSES = {
+    "401": "No or invalid bearer token",
+    "403": "The token's role may not do this",
+    "404": "No such resource",
+    "409": "A rule of the loop, or a concurrent write, refused the command",
+    "412": "If-Match named another version",
+    "422": "Invalid field (which field, which rule)",
+    "503": "The read model has not reached min_position yet",
+}
+
+
+def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """Document errors as they are sent: ``application/problem+json`` with the Problem schema."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {})
+    )
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in document["paths"].items():
+        if path == "/health":
+            continue
+        for method, operation in item.items():
+            writes = method == "post"
+            for status, description in ERROR_STATUSES.items():
+                if status in ("409", "412") and not writes:
+                    continue
+                operation["responses"][status] = {"description": description, "content": problem}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document

@@ -61,9 +61,12 @@ def problem_response(
         "instance": request.url.path,
         **extra,
     }
+    headers = dict(headers or {})
     correlation_id = getattr(request.state, "correlation_id", None)
     if correlation_id:
         body["correlation_id"] = correlation_id
+        # Also here: a 500 is answered outside the middleware that sets it on other responses.
+        headers["X-Request-ID"] = correlation_id
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -90,7 +93,8 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
             current_version=error.actual_version,
         )
     if isinstance(error, InvalidValue):
-        field = str(error.values.get("field", ""))
+        # Domain fields are named as in the request body, like pydantic's "body.<field>".
+        field = f"body.{error.values.get('field', '')}"
         return problem_response(
             request,
             422,

@@ -20,6 +20,7 @@ from closedloop.projections.catalogue import Catalogue, list_items
 from closedloop.store.positions import event_positions
 
 READ_WAIT_SECONDS = 5.0
+MAX_BIGINT = 2**63 - 1
 
 
 def plain(value: Any) -> Any:
@@ -90,9 +91,9 @@ def add_read_routes(router: APIRouter, *, kind: str, aggregate: type[LoopAggrega
         cycle: Annotated[UUID | None, Query(description="only this cycle")] = None,
         unit: Annotated[UUID | None, Query(description="only this unit")] = None,
         status: Annotated[str | None, Query(max_length=40)] = None,
-        after: Annotated[int, Query(ge=0, description="cursor from next_after")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="cursor from next_after")] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        min_position: Annotated[int | None, Query(ge=0)] = None,
+        min_position: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
     ) -> dict[str, Any]:
         position = wait_for(runtime, min_position)
         rows = list_items(
@@ -102,10 +103,11 @@ def add_read_routes(router: APIRouter, *, kind: str, aggregate: type[LoopAggrega
             unit_id=unit,
             status=status,
             after=after,
-            limit=limit,
+            limit=limit + 1,  # one more than asked: is there a next page?
         )
-        next_after = rows[-1]["created_position"] if len(rows) == limit else None
-        return {"items": rows, "next_after": next_after, "position": position}
+        page = rows[:limit]
+        next_after = page[-1]["created_position"] if len(rows) > limit else None
+        return {"items": page, "next_after": next_after, "position": position}
 
     @router.get("/{item_id}", summary=f"One {kind}: current state, or at ?version=N")
     def get_one(
@@ -113,7 +115,7 @@ def add_read_routes(router: APIRouter, *, kind: str, aggregate: type[LoopAggrega
         runtime: RuntimeDep,
         _: PrincipalDep,
         response: Response,
-        version: Annotated[int | None, Query(ge=1)] = None,
+        version: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
     ) -> dict[str, Any]:
         found = runtime.service.get(aggregate, item_id, version=version)
         response.headers["ETag"] = f'"{found.version}"'

@@ -15,11 +15,22 @@ from closedloop.domain.problems import ProblemSource, Severity
 from closedloop.domain.targets import Direction, EffectMethod, Indicator, IndicatorKind, TargetScope
 from closedloop.domain.units import UnitKind
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-OptionalText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10000)]
+# Printable text: control characters (other than tab and newlines) are refused, NUL above all,
+# which PostgreSQL text cannot hold.
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
+def _text(min_length: int, max_length: int) -> StringConstraints:
+    return StringConstraints(
+        strip_whitespace=True, min_length=min_length, max_length=max_length, pattern=PRINTABLE
+    )
+
+
+Name = Annotated[str, _text(1, 200)]
+Title = Annotated[str, _text(1, 300)]
+Text = Annotated[str, _text(1, 10000)]
+Reason = Annotated[str, _text(1, 2000)]
+OptionalText = Annotated[str, _text(0, 10000)]
 StageKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)]
 Points = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=4, examples=["10"])]
 Score = Annotated[Decimal, Field(max_digits=12, decimal_places=4, examples=["88.5"])]
@@ -32,6 +43,19 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Placeholder ids for the examples shown in /docs.
+UNIT = "3f6c1a2e-5b7d-4c8e-9a0b-1c2d3e4f5a6b"
+PERSON = "8d2e4f6a-1b3c-4d5e-8f7a-9b0c1d2e3f4a"
+CYCLE = "5a7b9c1d-2e4f-4a6b-8c0d-1e2f3a4b5c6d"
+TARGET = "7c9e1a3b-5d7f-4b9c-8e1a-2b3c4d5e6f7a"
+PROBLEM = "9e1a3c5e-7b9d-4f1a-8c3e-4d5e6f7a8b9c"
+
+
+def example(body: dict[str, Any]) -> ConfigDict:
+    """A whole-body example for /docs; the tests check it validates against the schema."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [body]})
+
+
 class WriteResult(BaseModel):
     id: UUID
     version: int = Field(description="the aggregate's version after this write; also the ETag")
@@ -42,45 +66,70 @@ class WriteResult(BaseModel):
 
 
 class UnitCreate(Body):
+    model_config = example({"name": "红旗林场", "kind": "grassroots", "parent_id": UNIT})
+
     name: Name = Field(examples=["红旗林场"])
     kind: UnitKind
     parent_id: UUID | None = Field(None, description="required for every kind but committee")
 
 
 class UnitMove(Body):
+    model_config = example({"parent_id": UNIT, "reason": "机构改革调整隶属关系"})
+
     parent_id: UUID
     reason: Reason = Field(examples=["机构改革调整隶属关系"])
 
 
 class PersonCreate(Body):
+    model_config = example({"name": "王林", "unit_id": UNIT, "title": "场长"})
+
     name: Name = Field(examples=["王林"])
     unit_id: UUID
     title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
 
 
 class PersonTransfer(Body):
+    model_config = example({"unit_id": UNIT, "reason": "干部轮岗"})
+
     unit_id: UUID
     reason: Reason
 
 
 class StageIn(Body):
+    model_config = example({"key": "Q1", "starts_on": "2026-01-01", "ends_on": "2026-03-31"})
+
     key: StageKey = Field(examples=["Q1"])
     starts_on: date
     ends_on: date
 
 
 class CycleCreate(Body):
+    model_config = example({"year": 2026, "name": "2026年度党建工作考核"})
+
     year: int = Field(ge=2000, le=2100, examples=[2026])
     name: Title = Field(examples=["2026年度党建工作考核"])
     stages: list[StageIn] | None = Field(None, description="default: the four quarters")
 
 
 class StageClose(Body):
+    model_config = example({"stage": "Q1", "reason": "一季度考核结束"})
+
     stage: StageKey
     reason: Reason | None = None
 
 
 class IndicatorIn(Body):
+    model_config = example(
+        {
+            "kind": "quantitative",
+            "metric": "森林覆盖率",
+            "unit_of_measure": "%",
+            "baseline": "58.2",
+            "target_value": "60.5",
+            "direction": "higher_is_better",
+        }
+    )
+
     kind: IndicatorKind
     metric: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
     unit_of_measure: Annotated[str, StringConstraints(max_length=50)] = ""
@@ -104,6 +153,22 @@ class IndicatorIn(Body):
 
 
 class TargetCreate(Body):
+    model_config = example(
+        {
+            "cycle_id": CYCLE,
+            "scope": "common",
+            "title": "森林覆盖率达到 60.5%",
+            "indicator": {
+                "kind": "quantitative",
+                "metric": "森林覆盖率",
+                "target_value": "60.5",
+                "direction": "higher_is_better",
+            },
+            "points": "10",
+            "applies_to": [UNIT],
+        }
+    )
+
     cycle_id: UUID
     scope: TargetScope
     title: Title = Field(examples=["森林覆盖率达到 60.5%"])
@@ -117,6 +182,8 @@ class TargetCreate(Body):
 
 
 class TargetRevise(Body):
+    model_config = example({"reason": "上级调整考核权重", "points": "12"})
+
     reason: Reason
     title: Title | None = None
     indicator: IndicatorIn | None = None
@@ -124,11 +191,17 @@ class TargetRevise(Body):
 
 
 class MilestonesIn(Body):
+    model_config = example({"milestones": {"Q1": "58.5", "Q2": "59", "Q3": "60", "Q4": "60.5"}})
+
     milestones: dict[StageKey, Result] = Field(examples=[{"Q1": "58.5", "Q4": "60.5"}])
     reason: Reason | None = Field(None, description="required when replacing milestones")
 
 
 class ContractIn(Body):
+    model_config = example(
+        {"lead_unit_id": UNIT, "responsible_unit_ids": [UNIT], "responsible_leader_id": PERSON}
+    )
+
     lead_unit_id: UUID
     responsible_unit_ids: list[UUID] = Field(min_length=1, max_length=200)
     responsible_leader_id: UUID
@@ -136,14 +209,29 @@ class ContractIn(Body):
 
 
 class LinkIn(Body):
+    model_config = example({"linked_target_id": TARGET})
+
     linked_target_id: UUID
 
 
 class ReasonIn(Body):
+    model_config = example({"reason": "上级统一调整"})
+
     reason: Reason = Field(examples=["上级统一调整"])
 
 
 class EffectIn(Body):
+    model_config = example(
+        {
+            "stage": "Q1",
+            "method": "inspection",
+            "unit_id": UNIT,
+            "result": "58.6",
+            "evidence": "一季度检查报告",
+            "confirmed_at": "2026-04-03T09:30:00+08:00",
+        }
+    )
+
     stage: StageKey
     method: EffectMethod
     unit_id: UUID
@@ -154,6 +242,18 @@ class EffectIn(Body):
 
 
 class ProblemCreate(Body):
+    model_config = example(
+        {
+            "cycle_id": CYCLE,
+            "unit_id": UNIT,
+            "title": "防火巡护记录不全",
+            "source": "sweep",
+            "severity": "prominent",
+            "shared": False,
+            "found_at": "2026-02-10T09:00:00+08:00",
+        }
+    )
+
     cycle_id: UUID
     unit_id: UUID
     title: Title = Field(examples=["防火巡护记录不全"])
@@ -166,22 +266,44 @@ class ProblemCreate(Body):
 
 
 class DispatchIn(Body):
+    model_config = example(
+        {"to_unit_id": UNIT, "requirement": "两周内完成整改并上报", "deadline": "2026-03-31"}
+    )
+
     to_unit_id: UUID
     requirement: Text = Field(examples=["两周内完成整改并上报"])
     deadline: date
 
 
 class EscalateIn(Body):
+    model_config = example({"leader_id": PERSON, "reason": "涉及多个林场的共性问题"})
+
     leader_id: UUID
     reason: Reason | None = None
 
 
 class ResolveIn(Body):
+    model_config = example(
+        {"evidence": "巡护记录补齐，经复查合格", "resolved_at": "2026-03-20T16:00:00+08:00"}
+    )
+
     evidence: Text
     resolved_at: AwareDatetime | None = None
 
 
 class MeasureCreate(Body):
+    model_config = example(
+        {
+            "cycle_id": CYCLE,
+            "title": "增设巡护点",
+            "deadline": "2026-06-30",
+            "lead_unit_id": UNIT,
+            "responsible_unit_ids": [UNIT],
+            "responsible_leader_id": PERSON,
+            "problem_ids": [PROBLEM],
+        }
+    )
+
     cycle_id: UUID
     title: Title = Field(examples=["增设巡护点"])
     deadline: date
@@ -193,15 +315,28 @@ class MeasureCreate(Body):
 
 
 class ProgressIn(Body):
+    model_config = example({"percent": 40, "note": "已完成选址"})
+
     percent: int = Field(ge=0, le=100)
     note: OptionalText = ""
 
 
 class EvidenceIn(Body):
+    model_config = example({"evidence": "验收单及现场照片"})
+
     evidence: Text
 
 
 class DutyCreate(Body):
+    model_config = example(
+        {
+            "person_id": PERSON,
+            "unit_id": UNIT,
+            "tier": "first_responsible",
+            "effective_from": "2026-01-01",
+        }
+    )
+
     person_id: UUID
     unit_id: UUID
     tier: DutyTier
@@ -209,11 +344,25 @@ class DutyCreate(Body):
 
 
 class RelieveIn(Body):
+    model_config = example({"effective_to": "2026-06-30", "reason": "工作调动"})
+
     effective_to: date
     reason: Reason
 
 
 class MeetingCreate(Body):
+    model_config = example(
+        {
+            "cycle_id": CYCLE,
+            "stage": "Q1",
+            "title": "一季度党建工作例会",
+            "held_on": "2026-04-10",
+            "attendee_ids": [PERSON],
+            "scale_min": "0",
+            "scale_max": "100",
+        }
+    )
+
     cycle_id: UUID
     stage: StageKey
     title: Title = Field(examples=["一季度党建工作例会"])
@@ -224,12 +373,16 @@ class MeetingCreate(Body):
 
 
 class ReportIn(Body):
+    model_config = example({"unit_id": UNIT, "reporter_id": PERSON, "summary": "一季度工作述职"})
+
     unit_id: UUID
     reporter_id: UUID
     summary: Text
 
 
 class ScoreIn(Body):
+    model_config = example({"rater_id": PERSON, "unit_id": UNIT, "score": "88.5"})
+
     rater_id: UUID
     unit_id: UUID
     score: Score
@@ -237,12 +390,26 @@ class ScoreIn(Body):
 
 
 class ReviewIn(Body):
+    model_config = example(
+        {"reviewer_id": PERSON, "unit_id": UNIT, "comment": "巡护工作有改进，台账仍需规范"}
+    )
+
     reviewer_id: UUID
     unit_id: UUID
     comment: Text
 
 
 class RectificationCreate(Body):
+    model_config = example(
+        {
+            "cycle_id": CYCLE,
+            "unit_id": UNIT,
+            "requirement": "补齐巡护台账",
+            "deadline": "2026-05-31",
+            "problem_id": PROBLEM,
+        }
+    )
+
     cycle_id: UUID
     unit_id: UUID
     requirement: Text
@@ -253,10 +420,23 @@ class RectificationCreate(Body):
 
 
 class VerifyIn(Body):
+    model_config = example({"comment": "复查合格"})
+
     comment: OptionalText = ""
 
 
 class AwardCreate(Body):
+    model_config = example(
+        {
+            "cycle_id": CYCLE,
+            "kind": "reward",
+            "basis": "一季度考核排名第一",
+            "unit_id": UNIT,
+            "stage": "Q1",
+            "points": "2",
+        }
+    )
+
     cycle_id: UUID
     kind: AwardKind
     basis: Text = Field(examples=["一季度考核排名第一"])
@@ -302,3 +482,25 @@ class Health(BaseModel):
     store: str
     head_position: int
     catalogue_position: int
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["body.percent"])
+    rule: str = Field(examples=["less_than_equal"])
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is sent (``application/problem+json``)."""
+
+    type: str = Field(examples=["urn:closedloop:problem:rule-violation"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    correlation_id: str | None = None
+    rule: str | None = Field(
+        None, description="the domain rule broken, e.g. ProblemResolvedOnlyOnce"
+    )
+    errors: list[FieldError] | None = Field(None, description="for 422: each invalid field")
+    values: dict[str, Any] | None = Field(None, description="the offending values")

@@ -728,13 +728,21 @@ class ClosedLoop(Application[UUID]):
         return self._save(aggregate)
 
     def _save(self, primary: LoopAggregate, *others: LoopAggregate) -> CommandResult:
-        loaded_version = primary.version - len(primary.pending_events)
+        loaded = {a.id: a.version - len(a.pending_events) for a in (primary, *others)}
         try:
             recordings = self.save(primary, *others)
         except IntegrityError:
-            actual = self._current_version(primary.id)
-            raise ConcurrencyConflict(primary.id, loaded_version, actual) from None
+            raise self._conflict(loaded) from None
         return CommandResult(primary.id, primary.version, recordings[-1].notification.id)
+
+    def _conflict(self, loaded: dict[UUID, int]) -> ConcurrencyConflict:
+        """Name the aggregate someone else changed first (a new one counts from version 0)."""
+        for aggregate_id, version in loaded.items():
+            current = self._current_version(aggregate_id) or 0
+            if current != version:
+                return ConcurrencyConflict(aggregate_id, version, current)
+        first = next(iter(loaded))
+        return ConcurrencyConflict(first, loaded[first], self._current_version(first))
 
     def _current_version(self, aggregate_id: UUID) -> int | None:
         try:

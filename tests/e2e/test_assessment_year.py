@@ -8,7 +8,6 @@ and verified, effects by self-assessment and inspection, and an award issued and
 """
 
 # Chinese prose keeps its full-width punctuation on purpose.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 
@@ -129,7 +128,6 @@ def year(api: Api, admin: Token) -> Year:
     write(
         None,
         f"/targets/{common}/milestones",
-        # JSON numbers: numeric strings are refused here (see the xfail test below).
         {"milestones": {"Q1": 58.9, "Q2": 59.5, "Q3": 60.0, "Q4": 60.5}},
     )
     write(None, f"/targets/{own}/milestones", {"milestones": {"Q2": "良", "Q4": "优"}})
@@ -620,12 +618,6 @@ def _leaves(value: Any) -> list[Any]:
     return [value]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: schemas.Result (Decimal | str) keeps a numeric string such as the documented "
-    'example "58.5" as str under FastAPI\'s smart-union validation, so a quantitative '
-    "milestone or effect result sent as a string is refused with 409 ValueFitsIndicator",
-)
 def test_numeric_strings_are_quantitative_values(api: Api, admin: Token, org: Org) -> None:
     """The API answers decimals as strings; it must take them back the same way."""
     common = api.write(

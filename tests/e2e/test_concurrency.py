@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 
 from closedloop.bootstrap import Runtime, build_runtime
 from closedloop.domain.access import Role
@@ -166,12 +165,6 @@ def test_racing_first_responsible_appointments_for_one_unit(
     assert unit["first_responsible"][0] == winner["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: domain.service.ClosedLoop._save reports an IntegrityError as a conflict on the "
-    "primary aggregate; when the duty's unit is the one that conflicted, the 409 names the new "
-    "duty id, which never existed ('at version None, the command expected 0')",
-)
 def test_a_conflict_on_the_second_aggregate_names_that_aggregate(
     api: Api, org: Org, tokens: Tokens
 ) -> None:

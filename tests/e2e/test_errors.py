@@ -6,7 +6,6 @@ problem body is the ``X-Request-ID`` the response echoes.
 """
 
 # Chinese prose keeps its full-width punctuation on purpose.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 
@@ -164,8 +163,8 @@ def test_403_forbidden(api: Api, org: Org, tokens: Tokens, subtests: pytest.Subt
 
 @pytest.mark.xfail(
     strict=True,
-    reason="bug: DESIGN §7 lets an inspector order rectifications, but deps.get_write_context "
-    "refuses every write by an inspector and routers/rectifications.order is ADMIN_ONLY",
+    reason="planned: DESIGN §7 lets inspectors order rectifications; the API issue keeps "
+    "auditors and inspectors read-only for now (deps.get_write_context)",
 )
 def test_inspector_orders_a_rectification(api: Api, org: Org, tokens: Tokens) -> None:
     response = api.post(
@@ -551,11 +550,6 @@ def test_422_idempotency_key_reused_with_another_body(api: Api, org: Org, tokens
     api.problem(long_key, 422, "invalid-field", field="header.idempotency-key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: problems._domain_error names a domain InvalidValue field without its location "
-    "('milestones', 'scale') while request validation names it 'body.milestones'",
-)
 def test_422_domain_invalid_value_names_the_body_field(api: Api, org: Org, tokens: Tokens) -> None:
     target = api.write(
         "/targets",
@@ -575,12 +569,6 @@ def test_422_domain_invalid_value_names_the_body_field(api: Api, org: Org, token
     assert body["errors"][0]["field"] == "body.milestones"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: text fields accept U+0000; PostgreSQL text columns cannot hold it, so the "
-    "catalogue projection stops for good (DataError) and every later read with "
-    "min_position answers 503; schemas.Name/Title/Text should refuse control characters",
-)
 def test_422_nul_character_in_text(api: Api, org: Org, tokens: Tokens) -> None:
     with nothing_written(api):
         response = api.post("/problems", tokens.admin, new_problem(org, title="巡护\x00记录"))
@@ -590,14 +578,6 @@ def test_422_nul_character_in_text(api: Api, org: Org, tokens: Tokens) -> None:
 def test_huge_cursor_or_version_is_never_a_500(
     api: Api, org: Org, tokens: Tokens, runtime: Runtime, request: pytest.FixtureRequest
 ) -> None:
-    if runtime.settings.store_kind == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: api/reads.py leaves after, version and min_position unbounded; "
-                "on SQLite an integer over 2**63-1 raises OverflowError → 500",
-            )
-        )
     huge = 10**20
     listed = api.get("/problems", tokens.auditor, params={"after": huge})
     one = api.get(f"/problems/{org.problem}", tokens.auditor, params={"version": huge})
@@ -631,12 +611,6 @@ def test_500_is_a_problem_without_internals(store_settings: Settings, runtime: R
         assert leaked not in response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app.py's correlation middleware (BaseHTTPMiddleware) never sees a 500: the "
-    "Exception handler runs in ServerErrorMiddleware outside it, so X-Request-ID is missing "
-    "exactly when the body says 'the error is logged with this correlation id'",
-)
 def test_500_echoes_the_request_id(store_settings: Settings, runtime: Runtime) -> None:
     with failing_app(store_settings, runtime) as client:
         response = client.get("/e2e-failure", headers={"X-Request-ID": "e2e-req-500"})

@@ -2,6 +2,69 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from closedloop.api.deps import PrincipalDep, RuntimeDep
+from closedloop.api.reads import wait_for
+from closedloop.domain.scoring import DEFAULT_POLICY, ScoringPolicy
+from closedloop.projections.scoreboard import Scoreboard, read_scoreboard
 
 router = APIRouter(tags=["scoreboard"])
+MAX_POSITION = 2**63 - 1  # positions are BIGINT
+
+
+@router.get(
+    "/cycles/{cycle_id}/scoreboard",
+    summary="A cycle's scoreboard for one stage: components, totals and ranks (provisional)",
+)
+def get_scoreboard(
+    cycle_id: UUID,
+    runtime: RuntimeDep,
+    _: PrincipalDep,
+    stage: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=20,
+            description="stage key, e.g. Q1; default: the latest stage with confirmed effects "
+            "or meeting scores, else the cycle's first stage",
+        ),
+    ] = None,
+    min_position: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
+) -> dict[str, Any]:
+    """Per unit of the cycle (the units its targets apply to): the result, process and meeting
+    components (0-100, two decimals, null when the unit has no data for one), the total with the
+    weights actually used (re-normalised when a component is missing, as the row's notes say),
+    and the rank (competition ranking "1224"; equal totals share a rank and are listed by unit
+    id; units without a total are unranked and listed last).
+
+    Without ``stage`` the board shows the latest stage in which some unit has confirmed effects
+    or meeting scores, else the cycle's first stage. Every row is provisional until the stage is
+    settled; ``stage_closed`` says whether the stage accepts no more effect confirmations.
+    An unknown cycle answers 404, a stage the cycle does not have 422.
+    """
+    position = wait_for(runtime, min_position, Scoreboard.name)
+    board = read_scoreboard(runtime.db, cycle_id, stage)
+    return {
+        "cycle_id": board["cycle_id"],
+        "cycle_name": board["cycle_name"],
+        "stage": board["stage"],
+        "position": position,
+        "provisional": True,
+        "stage_closed": board["stage_closed"],
+        "stages": board["stages"],
+        "policy": _policy(runtime).describe(),
+        "rows": board["rows"],
+    }
+
+
+def _policy(runtime: Any) -> ScoringPolicy:
+    try:
+        projection = runtime.projections.projection(Scoreboard.name)
+    except KeyError:
+        return DEFAULT_POLICY
+    policy: ScoringPolicy = getattr(projection, "policy", DEFAULT_POLICY)
+    return policy
