@@ -7,7 +7,9 @@ notification position of the last event written, so a reader can wait for its ow
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -69,6 +71,18 @@ METADATA_FIELDS = frozenset(
 # Lineage walks stop here: a deeper tree means the stored tree is already broken.
 MAX_TREE_DEPTH = 64
 
+# Aggregates read together for the command in progress (see ClosedLoop._prefetching).
+_prefetched: ContextVar[dict[UUID, LoopAggregate] | None] = ContextVar(
+    "closedloop_prefetched", default=None
+)
+
+
+def _replay(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Fold events into an aggregate (the library's projector, minus a per-event check)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -120,14 +134,15 @@ class ClosedLoop(Application[UUID]):
         reason: str | None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        parent = self._load(Unit, parent_id)
-        lineage = self._lineage(parent)
-        return self._update(
-            Unit,
-            unit_id,
-            expected_version,
-            lambda u: u.move_under(parent, parent_lineage=lineage, reason=reason),
-        )
+        with self._prefetching(unit_id, parent_id):
+            parent = self._load(Unit, parent_id)
+            lineage = self._lineage(parent)
+            return self._update(
+                Unit,
+                unit_id,
+                expected_version,
+                lambda u: u.move_under(parent, parent_lineage=lineage, reason=reason),
+            )
 
     def register_person(self, *, name: str, unit_id: UUID, title: str = "") -> CommandResult:
         return self._save(Person.register(name=name, unit=self._load(Unit, unit_id), title=title))
@@ -140,10 +155,11 @@ class ClosedLoop(Application[UUID]):
         reason: str | None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        unit = self._load(Unit, unit_id)
-        return self._update(
-            Person, person_id, expected_version, lambda p: p.transfer_to(unit, reason=reason)
-        )
+        with self._prefetching(person_id, unit_id):
+            unit = self._load(Unit, unit_id)
+            return self._update(
+                Person, person_id, expected_version, lambda p: p.transfer_to(unit, reason=reason)
+            )
 
     # --- cycles ----------------------------------------------------------------------------
 
@@ -175,15 +191,16 @@ class ClosedLoop(Application[UUID]):
         points: Decimal,
         applies_to: Sequence[UUID],
     ) -> CommandResult:
-        return self._save(
-            Target.set_common(
-                cycle=self._load(Cycle, cycle_id),
-                title=title,
-                indicator=indicator,
-                points=points,
-                applies_to=self._load_all(Unit, applies_to),
+        with self._prefetching(cycle_id, applies_to):
+            return self._save(
+                Target.set_common(
+                    cycle=self._load(Cycle, cycle_id),
+                    title=title,
+                    indicator=indicator,
+                    points=points,
+                    applies_to=self._load_all(Unit, applies_to),
+                )
             )
-        )
 
     def set_unit_target(
         self,
@@ -195,17 +212,18 @@ class ClosedLoop(Application[UUID]):
         points: Decimal,
         contributes_to: UUID | None = None,
     ) -> CommandResult:
-        common = self._load(Target, contributes_to) if contributes_to else None
-        return self._save(
-            Target.set_for_unit(
-                cycle=self._load(Cycle, cycle_id),
-                unit=self._load(Unit, unit_id),
-                title=title,
-                indicator=indicator,
-                points=points,
-                contributes_to=common,
+        with self._prefetching(cycle_id, unit_id, contributes_to):
+            common = self._load(Target, contributes_to) if contributes_to else None
+            return self._save(
+                Target.set_for_unit(
+                    cycle=self._load(Cycle, cycle_id),
+                    unit=self._load(Unit, unit_id),
+                    title=title,
+                    indicator=indicator,
+                    points=points,
+                    contributes_to=common,
+                )
             )
-        )
 
     def revise_target(
         self,
@@ -247,26 +265,30 @@ class ClosedLoop(Application[UUID]):
         reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        lead = self._load(Unit, lead_unit_id)
-        responsible = self._load_all(Unit, responsible_unit_ids)
-        leader = self._load(Person, responsible_leader_id)
-        return self._update(
-            Target,
-            target_id,
-            expected_version,
-            lambda t: t.contract_to(
-                lead_unit=lead,
-                responsible_units=responsible,
-                responsible_leader=leader,
-                reason=reason,
-            ),
-        )
+        with self._prefetching(
+            target_id, lead_unit_id, responsible_unit_ids, responsible_leader_id
+        ):
+            lead = self._load(Unit, lead_unit_id)
+            responsible = self._load_all(Unit, responsible_unit_ids)
+            leader = self._load(Person, responsible_leader_id)
+            return self._update(
+                Target,
+                target_id,
+                expected_version,
+                lambda t: t.contract_to(
+                    lead_unit=lead,
+                    responsible_units=responsible,
+                    responsible_leader=leader,
+                    reason=reason,
+                ),
+            )
 
     def link_targets(
         self, target_id: UUID, *, linked_target_id: UUID, expected_version: int | None = None
     ) -> CommandResult:
-        other = self._load(Target, linked_target_id)
-        return self._update(Target, target_id, expected_version, lambda t: t.link_to(other))
+        with self._prefetching(target_id, linked_target_id):
+            other = self._load(Target, linked_target_id)
+            return self._update(Target, target_id, expected_version, lambda t: t.link_to(other))
 
     def withdraw_target(
         self, target_id: UUID, *, reason: str | None, expected_version: int | None = None
@@ -288,21 +310,22 @@ class ClosedLoop(Application[UUID]):
         reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        unit = self._load(Unit, unit_id)
+        with self._prefetching(target_id, unit_id):
+            unit = self._load(Unit, unit_id)
 
-        def change(target: Target) -> None:
-            target.confirm_effect(
-                self._load(Cycle, target.cycle_id),
-                stage=stage,
-                method=method,
-                unit=unit,
-                result=result,
-                evidence=evidence,
-                confirmed_at=confirmed_at,
-                reason=reason,
-            )
+            def change(target: Target) -> None:
+                target.confirm_effect(
+                    self._load(Cycle, target.cycle_id),
+                    stage=stage,
+                    method=method,
+                    unit=unit,
+                    result=result,
+                    evidence=evidence,
+                    confirmed_at=confirmed_at,
+                    reason=reason,
+                )
 
-        return self._update(Target, target_id, expected_version, change)
+            return self._update(Target, target_id, expected_version, change)
 
     # --- problems (确认问题) ------------------------------------------------------------------
 
@@ -319,19 +342,20 @@ class ClosedLoop(Application[UUID]):
         target_id: UUID | None = None,
         found_at: datetime | None = None,
     ) -> CommandResult:
-        return self._save(
-            Problem.find(
-                cycle=self._load(Cycle, cycle_id),
-                unit=self._load(Unit, unit_id),
-                title=title,
-                source=source,
-                severity=severity,
-                shared=shared,
-                description=description,
-                target=self._load(Target, target_id) if target_id else None,
-                found_at=found_at,
+        with self._prefetching(cycle_id, unit_id, target_id):
+            return self._save(
+                Problem.find(
+                    cycle=self._load(Cycle, cycle_id),
+                    unit=self._load(Unit, unit_id),
+                    title=title,
+                    source=source,
+                    severity=severity,
+                    shared=shared,
+                    description=description,
+                    target=self._load(Target, target_id) if target_id else None,
+                    found_at=found_at,
+                )
             )
-        )
 
     def dispatch_problem(
         self,
@@ -342,17 +366,18 @@ class ClosedLoop(Application[UUID]):
         deadline: date,
         expected_version: int | None = None,
     ) -> CommandResult:
-        to_unit = self._load(Unit, to_unit_id)
+        with self._prefetching(problem_id, to_unit_id):
+            to_unit = self._load(Unit, to_unit_id)
 
-        def change(problem: Problem) -> None:
-            problem.dispatch(
-                self._load(Cycle, problem.cycle_id),
-                to_unit=to_unit,
-                requirement=requirement,
-                deadline=deadline,
-            )
+            def change(problem: Problem) -> None:
+                problem.dispatch(
+                    self._load(Cycle, problem.cycle_id),
+                    to_unit=to_unit,
+                    requirement=requirement,
+                    deadline=deadline,
+                )
 
-        return self._update(Problem, problem_id, expected_version, change)
+            return self._update(Problem, problem_id, expected_version, change)
 
     def escalate_problem(
         self,
@@ -362,13 +387,14 @@ class ClosedLoop(Application[UUID]):
         reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        leader = self._load(Person, leader_id)
-        return self._update(
-            Problem,
-            problem_id,
-            expected_version,
-            lambda p: p.escalate(leader=leader, reason=reason),
-        )
+        with self._prefetching(problem_id, leader_id):
+            leader = self._load(Person, leader_id)
+            return self._update(
+                Problem,
+                problem_id,
+                expected_version,
+                lambda p: p.escalate(leader=leader, reason=reason),
+            )
 
     def resolve_problem(
         self,
@@ -406,18 +432,26 @@ class ClosedLoop(Application[UUID]):
         problem_ids: Sequence[UUID] = (),
         target_id: UUID | None = None,
     ) -> CommandResult:
-        return self._save(
-            Measure.adopt(
-                cycle=self._load(Cycle, cycle_id),
-                title=title,
-                deadline=deadline,
-                lead_unit=self._load(Unit, lead_unit_id),
-                responsible_units=self._load_all(Unit, responsible_unit_ids),
-                responsible_leader=self._load(Person, responsible_leader_id),
-                problems=self._load_all(Problem, problem_ids),
-                target=self._load(Target, target_id) if target_id else None,
+        with self._prefetching(
+            cycle_id,
+            lead_unit_id,
+            responsible_unit_ids,
+            responsible_leader_id,
+            problem_ids,
+            target_id,
+        ):
+            return self._save(
+                Measure.adopt(
+                    cycle=self._load(Cycle, cycle_id),
+                    title=title,
+                    deadline=deadline,
+                    lead_unit=self._load(Unit, lead_unit_id),
+                    responsible_units=self._load_all(Unit, responsible_unit_ids),
+                    responsible_leader=self._load(Person, responsible_leader_id),
+                    problems=self._load_all(Problem, problem_ids),
+                    target=self._load(Target, target_id) if target_id else None,
+                )
             )
-        )
 
     def report_measure_progress(
         self,
@@ -453,18 +487,19 @@ class ClosedLoop(Application[UUID]):
     def assign_duty(
         self, *, person_id: UUID, unit_id: UUID, tier: DutyTier, effective_from: date
     ) -> CommandResult:
-        unit = self._load(Unit, unit_id)
-        duty = Duty.assign(
-            person=self._load(Person, person_id),
-            unit=unit,
-            tier=tier,
-            effective_from=effective_from,
-        )
-        if tier is not DutyTier.FIRST_RESPONSIBLE:
-            return self._save(duty)
-        # Saved together with the duty, so two concurrent appointments conflict on the unit.
-        unit.designate_first_responsible(duty_id=duty.id, person_id=person_id)
-        return self._save(duty, unit)
+        with self._prefetching(person_id, unit_id):
+            unit = self._load(Unit, unit_id)
+            duty = Duty.assign(
+                person=self._load(Person, person_id),
+                unit=unit,
+                tier=tier,
+                effective_from=effective_from,
+            )
+            if tier is not DutyTier.FIRST_RESPONSIBLE:
+                return self._save(duty)
+            # Saved together with the duty, so two concurrent appointments conflict on the unit.
+            unit.designate_first_responsible(duty_id=duty.id, person_id=person_id)
+            return self._save(duty, unit)
 
     def relieve_duty(
         self,
@@ -495,17 +530,18 @@ class ClosedLoop(Application[UUID]):
         scale_min: Decimal = Decimal(0),
         scale_max: Decimal = Decimal(100),
     ) -> CommandResult:
-        return self._save(
-            Meeting.convene(
-                cycle=self._load(Cycle, cycle_id),
-                stage=stage,
-                title=title,
-                held_on=held_on,
-                attendees=self._load_all(Person, attendee_ids),
-                scale_min=scale_min,
-                scale_max=scale_max,
+        with self._prefetching(cycle_id, attendee_ids):
+            return self._save(
+                Meeting.convene(
+                    cycle=self._load(Cycle, cycle_id),
+                    stage=stage,
+                    title=title,
+                    held_on=held_on,
+                    attendees=self._load_all(Person, attendee_ids),
+                    scale_min=scale_min,
+                    scale_max=scale_max,
+                )
             )
-        )
 
     def deliver_report(
         self,
@@ -516,14 +552,15 @@ class ClosedLoop(Application[UUID]):
         summary: str,
         expected_version: int | None = None,
     ) -> CommandResult:
-        unit = self._load(Unit, unit_id)
-        reporter = self._load(Person, reporter_id)
-        return self._update(
-            Meeting,
-            meeting_id,
-            expected_version,
-            lambda m: m.deliver_report(unit=unit, reporter=reporter, summary=summary),
-        )
+        with self._prefetching(meeting_id, unit_id, reporter_id):
+            unit = self._load(Unit, unit_id)
+            reporter = self._load(Person, reporter_id)
+            return self._update(
+                Meeting,
+                meeting_id,
+                expected_version,
+                lambda m: m.deliver_report(unit=unit, reporter=reporter, summary=summary),
+            )
 
     def cast_score(
         self,
@@ -535,13 +572,14 @@ class ClosedLoop(Application[UUID]):
         reason: str | None = None,
         expected_version: int | None = None,
     ) -> CommandResult:
-        rater = self._load(Person, rater_id)
-        return self._update(
-            Meeting,
-            meeting_id,
-            expected_version,
-            lambda m: m.cast_score(rater=rater, unit_id=unit_id, score=score, reason=reason),
-        )
+        with self._prefetching(meeting_id, rater_id):
+            rater = self._load(Person, rater_id)
+            return self._update(
+                Meeting,
+                meeting_id,
+                expected_version,
+                lambda m: m.cast_score(rater=rater, unit_id=unit_id, score=score, reason=reason),
+            )
 
     def comment_review(
         self,
@@ -552,13 +590,14 @@ class ClosedLoop(Application[UUID]):
         comment: str,
         expected_version: int | None = None,
     ) -> CommandResult:
-        reviewer = self._load(Person, reviewer_id)
-        return self._update(
-            Meeting,
-            meeting_id,
-            expected_version,
-            lambda m: m.comment_review(reviewer=reviewer, unit_id=unit_id, comment=comment),
-        )
+        with self._prefetching(meeting_id, reviewer_id):
+            reviewer = self._load(Person, reviewer_id)
+            return self._update(
+                Meeting,
+                meeting_id,
+                expected_version,
+                lambda m: m.comment_review(reviewer=reviewer, unit_id=unit_id, comment=comment),
+            )
 
     # --- rectifications (整改) ----------------------------------------------------------------
 
@@ -573,20 +612,21 @@ class ClosedLoop(Application[UUID]):
         target_id: UUID | None = None,
         meeting_id: UUID | None = None,
     ) -> CommandResult:
-        for kind, ref in ((Problem, problem_id), (Target, target_id), (Meeting, meeting_id)):
-            if ref is not None:
-                self._load(kind, ref)
-        return self._save(
-            Rectification.order(
-                cycle=self._load(Cycle, cycle_id),
-                unit=self._load(Unit, unit_id),
-                requirement=requirement,
-                deadline=deadline,
-                problem_id=problem_id,
-                target_id=target_id,
-                meeting_id=meeting_id,
+        with self._prefetching(cycle_id, unit_id, problem_id, target_id, meeting_id):
+            for kind, ref in ((Problem, problem_id), (Target, target_id), (Meeting, meeting_id)):
+                if ref is not None:
+                    self._load(kind, ref)
+            return self._save(
+                Rectification.order(
+                    cycle=self._load(Cycle, cycle_id),
+                    unit=self._load(Unit, unit_id),
+                    requirement=requirement,
+                    deadline=deadline,
+                    problem_id=problem_id,
+                    target_id=target_id,
+                    meeting_id=meeting_id,
+                )
             )
-        )
 
     def complete_rectification(
         self, rectification_id: UUID, *, evidence: str, expected_version: int | None = None
@@ -630,18 +670,19 @@ class ClosedLoop(Application[UUID]):
         points: Decimal | None = None,
         rule: str | None = None,
     ) -> CommandResult:
-        return self._save(
-            Award.issue(
-                cycle=self._load(Cycle, cycle_id),
-                kind=kind,
-                basis=basis,
-                unit=self._load(Unit, unit_id) if unit_id else None,
-                person=self._load(Person, person_id) if person_id else None,
-                stage=stage,
-                points=points,
-                rule=rule,
+        with self._prefetching(cycle_id, unit_id, person_id):
+            return self._save(
+                Award.issue(
+                    cycle=self._load(Cycle, cycle_id),
+                    kind=kind,
+                    basis=basis,
+                    unit=self._load(Unit, unit_id) if unit_id else None,
+                    person=self._load(Person, person_id) if person_id else None,
+                    stage=stage,
+                    points=points,
+                    rule=rule,
+                )
             )
-        )
 
     def revoke_award(
         self, award_id: UUID, *, reason: str | None, expected_version: int | None = None
@@ -678,8 +719,13 @@ class ClosedLoop(Application[UUID]):
 
     def get_aggregate(self, aggregate_id: UUID, *, version: int | None = None) -> LoopAggregate:
         """Current state, or the state at ``version``, of any aggregate."""
+        prefetched = _prefetched.get()
+        if version is None and prefetched is not None and aggregate_id in prefetched:
+            return prefetched[aggregate_id]
         try:
-            aggregate: object = self.repository.get(aggregate_id, version=version)
+            aggregate: object = self.repository.get(
+                aggregate_id, version=version, projector_func=_replay
+            )
         except AggregateNotFoundError:
             raise NotFound("aggregate", aggregate_id) from None
         if not isinstance(aggregate, LoopAggregate):
@@ -712,6 +758,28 @@ class ClosedLoop(Application[UUID]):
         if expected_version is not None and aggregate.version != expected_version:
             raise ConcurrencyConflict(aggregate_id, expected_version, aggregate.version)
         return aggregate
+
+    @contextmanager
+    def _prefetching(self, *ids: UUID | Iterable[UUID] | None) -> Iterator[None]:
+        """Read every aggregate a command will load in one round trip, where the store can.
+
+        Commands then load them as usual; each is read once, from one consistent snapshot.
+        """
+        read_many = getattr(self.recorder, "select_events_of_many", None)
+        wanted = list(dict.fromkeys(_flatten(ids)))
+        if read_many is None or len(wanted) < 2:
+            yield
+            return
+        loaded: dict[UUID, LoopAggregate] = {}
+        for events in read_many(wanted).values():
+            aggregate = _replay(None, (self.mapper.to_domain_event(e) for e in events))
+            if isinstance(aggregate, LoopAggregate):
+                loaded[aggregate.id] = aggregate
+        token = _prefetched.set(loaded)
+        try:
+            yield
+        finally:
+            _prefetched.reset(token)
 
     def _load_all(self, kind: type[A], aggregate_ids: Sequence[UUID]) -> list[A]:
         return [self._load(kind, aggregate_id) for aggregate_id in dict.fromkeys(aggregate_ids)]
@@ -756,6 +824,14 @@ class ClosedLoop(Application[UUID]):
             unit = self._load(Unit, unit.parent_id)
             lineage.append(unit.id)
         return lineage
+
+
+def _flatten(ids: Iterable[UUID | Iterable[UUID] | None]) -> Iterator[UUID]:
+    for item in ids:
+        if isinstance(item, UUID):
+            yield item
+        elif item is not None:
+            yield from item
 
 
 def _history_entry(event: Any) -> HistoryEntry:
