@@ -32,7 +32,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     app = open_service(settings)
     try:
-        summary = load_demo(app, force=args.force)
+        if args.units is None:
+            summary = load_demo(app, force=args.force)
+        else:
+            from closedloop.demo_generator import generate_year
+
+            summary = generate_year(app, units=args.units, seed=args.seed, force=args.force)
     except StoreNotEmpty as refused:
         print(f"closedloop demo: {refused}", file=sys.stderr)
         return 1
@@ -208,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="load a scripted assessment year of a forestry bureau")
     demo.add_argument("--force", action="store_true", help="load even if the store has events")
+    demo.add_argument(
+        "--units",
+        type=int,
+        default=None,
+        help="generate a deterministic year for this many units instead (a few hundred "
+        "events per unit), for tests and benchmarks",
+    )
+    demo.add_argument("--seed", type=int, default=1, help="seed of the generated year")
     demo.set_defaults(handler=cmd_demo)
 
     serve = commands.add_parser("serve", help="serve the HTTP API (uvicorn)")
