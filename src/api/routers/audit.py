@@ -20,7 +20,8 @@ from fastapi import APIRouter, Query
 
 from closedloop.api.deps import PrincipalDep, RuntimeDep
 from closedloop.api.problems import ApiProblem
-from closedloop.api.reads import wait_for
+from closedloop.api.reads import MAX_BIGINT, wait_for
+from closedloop.api.schemas import PRINTABLE
 from closedloop.domain.access import Role
 from closedloop.projections.audit import AuditIndex, TimeAxis, query_events
 
@@ -52,10 +53,13 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 def audit_events(
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    actor: Annotated[str | None, Query(max_length=300, description="exactly this actor")] = None,
+    actor: Annotated[
+        str | None, Query(max_length=300, pattern=PRINTABLE, description="exactly this actor")
+    ] = None,
     unit: Annotated[UUID | None, Query(description="events concerning this unit")] = None,
     type: Annotated[
-        str | None, Query(max_length=100, description="event type, e.g. ProblemResolved")
+        str | None,
+        Query(max_length=100, pattern=PRINTABLE, description="event type, e.g. ProblemResolved"),
     ] = None,
     aggregate: Annotated[UUID | None, Query(description="events of this aggregate")] = None,
     from_: Annotated[
@@ -65,9 +69,9 @@ def audit_events(
     time: Annotated[
         TimeAxis, Query(description="which time from/to compare: recorded or effective")
     ] = "recorded",
-    after: Annotated[int, Query(ge=0, description="cursor from next_after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="cursor from next_after")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    min_position: Annotated[int | None, Query(ge=0)] = None,
+    min_position: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
 ) -> dict[str, Any]:
     """Indexed events in position order, filtered; page on with ``after=next_after``.
 
@@ -84,7 +88,7 @@ def audit_events(
             role=principal.role.value,
         )
     position = wait_for(runtime, min_position, AuditIndex.name)
-    items = query_events(
+    rows = query_events(
         runtime.db,
         actor=actor,
         unit_id=unit,
@@ -94,9 +98,10 @@ def audit_events(
         until=_aware(to, "to"),
         time=time,
         after=after,
-        limit=limit,
+        limit=limit + 1,  # one more than asked: is there a next page?
     )
-    next_after = items[-1]["position"] if len(items) == limit else None
+    items = rows[:limit]
+    next_after = items[-1]["position"] if len(rows) > limit else None
     filters = {
         "actor": actor,
         "unit": unit,

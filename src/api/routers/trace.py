@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from closedloop.api.deps import PrincipalDep, RuntimeDep
 from closedloop.api.problems import ApiProblem
-from closedloop.api.reads import wait_for
+from closedloop.api.reads import MAX_BIGINT, wait_for
 from closedloop.domain.targets import Target
 from closedloop.projections.trace import Trace, target_trace
 
@@ -25,7 +25,7 @@ def trace_target(
     target_id: UUID,
     runtime: RuntimeDep,
     _: PrincipalDep,
-    min_position: Annotated[int | None, Query(ge=0)] = None,
+    min_position: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
 ) -> dict[str, Any]:
     """The target and every item of its chain, each with the events behind it.
 
