@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from closedloop.domain.problems import Problem
 from closedloop.domain.rectifications import Rectification
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
-from closedloop.projections.base import Projection
+from closedloop.projections.base import Positioned, Projection
 from closedloop.store.sql import Cursor
 
 TABLE = "catalogue_items"
@@ -89,60 +89,96 @@ class Catalogue(Projection):
             index = f"{TABLE}_{columns.replace(', ', '_')}_idx"
             cursor.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {TABLE} ({columns})")
 
-    def apply(self, cursor: Cursor, event: LoopEvent, position: int) -> None:
-        if isinstance(event, PRIVATE_EVENTS):
-            return
-        creation = CREATIONS.get(type(event))
-        if creation is not None:
-            self._insert(cursor, event, position, *creation(event))
-            return
-        assignments = {
-            "version": event.originator_version,
-            "position": position,
-            "updated_at": event.timestamp.isoformat(),
-        }
-        if type(event) in STATUS_CHANGES:
-            assignments["status"] = STATUS_CHANGES[type(event)]
-        if type(event) in UNIT_CHANGES:
-            assignments["unit_id"] = str(UNIT_CHANGES[type(event)](event))
-        title = getattr(event, "title", None) if isinstance(event, Target.TargetRevised) else None
-        if title:
-            assignments["title"] = title
-        setters = ", ".join(f"{column} = %s" for column in assignments)
-        cursor.execute(
-            f"UPDATE {TABLE} SET {setters} WHERE id = %s",
-            [*assignments.values(), str(event.originator_id)],
-        )
+    def apply_batch(self, cursor: Cursor, events: Sequence[Positioned]) -> None:
+        """Fold the batch into rows in memory, then write each changed row once."""
+        rows: dict[str, dict[str, Any]] = {}
+        existing = self._existing_rows(cursor, events)
+        for position, event in events:
+            if isinstance(event, PRIVATE_EVENTS):
+                continue
+            key = str(event.originator_id)
+            creation = CREATIONS.get(type(event))
+            if creation is not None:
+                rows[key] = _new_row(event, position, *creation(event))
+                continue
+            row = rows.get(key) or existing.get(key)
+            if row is None:
+                raise LookupError(f"{type(event).__name__} for uncatalogued aggregate {key}")
+            rows[key] = _changed(row, event, position)
+        if rows:
+            cursor.executemany(UPSERT, [[row[c] for c in COLUMNS] for row in rows.values()])
 
     @staticmethod
-    def _insert(
-        cursor: Cursor,
-        event: LoopEvent,
-        position: int,
-        kind: str,
-        title: str,
-        cycle_id: UUID | None,
-        unit_id: UUID | None,
-        status: str,
-    ) -> None:
-        cursor.execute(
-            f"INSERT INTO {TABLE} (id, kind, title, cycle_id, unit_id, status, version, "
-            "created_position, position, created_at, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                str(event.originator_id),
-                kind,
-                title,
-                _text(cycle_id),
-                _text(unit_id),
-                status,
-                event.originator_version,
-                position,
-                position,
-                event.timestamp.isoformat(),
-                event.timestamp.isoformat(),
-            ],
-        )
+    def _existing_rows(cursor: Cursor, events: Sequence[Positioned]) -> dict[str, dict[str, Any]]:
+        wanted = sorted({str(e.originator_id) for _, e in events if type(e) not in CREATIONS})
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT * FROM {TABLE} WHERE id IN ({marks})", chunk)
+            found.update((row["id"], row) for row in cursor.fetchall())
+        return found
+
+
+COLUMNS = (
+    "id",
+    "kind",
+    "title",
+    "cycle_id",
+    "unit_id",
+    "status",
+    "version",
+    "created_position",
+    "position",
+    "created_at",
+    "updated_at",
+)
+UPSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
+)
+
+
+def _new_row(
+    event: LoopEvent,
+    position: int,
+    kind: str,
+    title: str,
+    cycle_id: UUID | None,
+    unit_id: UUID | None,
+    status: str,
+) -> dict[str, Any]:
+    recorded = event.timestamp.isoformat()
+    return {
+        "id": str(event.originator_id),
+        "kind": kind,
+        "title": title,
+        "cycle_id": _text(cycle_id),
+        "unit_id": _text(unit_id),
+        "status": status,
+        "version": event.originator_version,
+        "created_position": position,
+        "position": position,
+        "created_at": recorded,
+        "updated_at": recorded,
+    }
+
+
+def _changed(row: dict[str, Any], event: LoopEvent, position: int) -> dict[str, Any]:
+    changed = {
+        **row,
+        "version": event.originator_version,
+        "position": position,
+        "updated_at": event.timestamp.isoformat(),
+    }
+    if type(event) in STATUS_CHANGES:
+        changed["status"] = STATUS_CHANGES[type(event)]
+    if type(event) in UNIT_CHANGES:
+        changed["unit_id"] = str(UNIT_CHANGES[type(event)](event))
+    if isinstance(event, Target.TargetRevised) and event.title:
+        changed["title"] = event.title
+    return changed
 
 
 def _text(value: UUID | None) -> str | None:
