@@ -48,7 +48,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
+from functools import cached_property, lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
 from closedloop.domain.errors import InvalidValue
@@ -59,6 +60,9 @@ COMPONENTS: tuple[str, ...] = (RESULT, PROCESS, MEETING)
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+# Sums of points and scores are kept exact (no rounding at 28 digits), so adding them in any
+# order, or incrementally, gives the same number.
+EXACT = Context(prec=120, rounding=ROUND_HALF_UP, traps=[Inexact, InvalidOperation])
 WEIGHT_QUANTUM = Decimal("0.0001")
 
 Aggregation = Literal["mean", "trimmed"]
@@ -114,7 +118,7 @@ class ScoringPolicy:
             MEETING: self.meeting_weight,
         }
 
-    @property
+    @cached_property
     def quantum(self) -> Decimal:
         return Decimal(1).scaleb(-self.places)
 
@@ -216,10 +220,21 @@ def result_component(
 ) -> Decimal | None:
     """Points-weighted mean of ``(points, result)`` pairs; pairs without a result are left out."""
     scored = [(points, result) for points, result in results if result is not None]
-    total_points = sum((points for points, _ in scored), ZERO)
-    if not scored or total_points <= 0:
+    total_points = exact_sum(points for points, _ in scored)
+    weighted = exact_sum(EXACT.multiply(points, result) for points, result in scored)
+    return weighted_mean(weighted, total_points, policy)
+
+
+def weighted_mean(
+    weighted: Decimal, total_points: Decimal, policy: ScoringPolicy = DEFAULT_POLICY
+) -> Decimal | None:
+    """``weighted / total_points``, clamped and rounded; None without points.
+
+    Read models that keep the two sums incrementally (exact sums, see :data:`EXACT`) get the
+    same number as :func:`result_component` over the same pairs.
+    """
+    if total_points <= 0:
         return None
-    weighted = sum((points * result for points, result in scored), ZERO)
     return policy.round(_clamp(weighted / total_points))
 
 
@@ -254,9 +269,14 @@ def meeting_component(
 ) -> Decimal | None:
     """The stage's meeting component: the mean of the unit's per-meeting scores."""
     per_meeting = [s for s in (meeting_score(m, policy) for m in meetings) if s is not None]
-    if not per_meeting:
+    return mean_of(exact_sum(per_meeting), len(per_meeting), policy)
+
+
+def mean_of(total: Decimal, count: int, policy: ScoringPolicy = DEFAULT_POLICY) -> Decimal | None:
+    """``total / count`` rounded; None when ``count`` is 0."""
+    if count <= 0:
         return None
-    return policy.round(sum(per_meeting, ZERO) / len(per_meeting))
+    return policy.round(total / count)
 
 
 # --- process -------------------------------------------------------------------------------
@@ -310,18 +330,35 @@ class UnitScore:
 
 def renormalised_weights(present: Sequence[str], policy: ScoringPolicy) -> dict[str, Decimal]:
     """The policy's weights of the ``present`` components, scaled to sum to exactly 1."""
-    chosen = [name for name in COMPONENTS if name in present]
+    return dict(_renormalised(tuple(name for name in COMPONENTS if name in present), policy))
+
+
+@lru_cache(maxsize=256)
+def _renormalised(
+    chosen: tuple[str, ...], policy: ScoringPolicy
+) -> tuple[tuple[str, Decimal], ...]:
     weights = policy.weights
     total = sum((weights[name] for name in chosen), ZERO)
     if not chosen or total <= 0:
-        return {}
+        return ()
     used: dict[str, Decimal] = {}
     for name in chosen[:-1]:
         used[name] = (weights[name] / total).quantize(WEIGHT_QUANTUM, rounding=ROUND_HALF_UP)
     used[chosen[-1]] = Decimal(1) - sum(used.values(), ZERO)
     # Trailing zeros dropped for display (0.625, not 0.6250); weights are at most 1, so
     # normalize() never turns one into exponent notation.
-    return {name: weight.normalize() for name, weight in used.items()}
+    return tuple((name, weight.normalize()) for name, weight in used.items())
+
+
+@lru_cache(maxsize=256)
+def _renormalisation_note(chosen: tuple[str, ...], policy: ScoringPolicy) -> tuple[str, ...]:
+    absent = [name for name in COMPONENTS if name not in chosen]
+    if not chosen:
+        return ("no component has data for this stage",)
+    if not absent:
+        return ()
+    shown = ", ".join(f"{name} {weight}" for name, weight in _renormalised(chosen, policy))
+    return (f"no {' or '.join(absent)} data: weights re-normalised to {shown}",)
 
 
 def unit_total(
@@ -329,16 +366,12 @@ def unit_total(
 ) -> UnitScore:
     """Combine the components present; absent ones re-normalise the others' weights."""
     values = {name: components.get(name) for name in COMPONENTS}
-    present = [name for name, value in values.items() if value is not None]
-    weights = renormalised_weights(present, policy)
+    chosen = tuple(name for name in COMPONENTS if values[name] is not None)
+    weights = dict(_renormalised(chosen, policy))
+    notes = _renormalisation_note(chosen, policy)
     if not weights:
-        return UnitScore(values, {}, None, ("no component has data for this stage",))
+        return UnitScore(values, {}, None, notes)
     total = sum((weights[name] * _present(values[name]) for name in weights), ZERO)
-    notes: tuple[str, ...] = ()
-    absent = [name for name in COMPONENTS if name not in weights]
-    if absent:
-        shown = ", ".join(f"{name} {weight}" for name, weight in weights.items())
-        notes = (f"no {' or '.join(absent)} data: weights re-normalised to {shown}",)
     return UnitScore(values, weights, policy.round(_clamp(total)), notes)
 
 
@@ -375,6 +408,14 @@ def rank(totals: Mapping[K, Decimal | None]) -> list[Ranked[K]]:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum of ``values`` (raises rather than round)."""
+    total = ZERO
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
 
 
 def _is_number(value: object) -> bool:

@@ -8,7 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from closedloop.api.deps import PrincipalDep, RuntimeDep
+from closedloop.api.problems import ApiProblem
 from closedloop.api.reads import wait_for
+from closedloop.domain.errors import InvalidValue
 from closedloop.domain.scoring import DEFAULT_POLICY, ScoringPolicy
 from closedloop.projections.scoreboard import Scoreboard, read_scoreboard
 
@@ -47,7 +49,18 @@ def get_scoreboard(
     An unknown cycle answers 404, a stage the cycle does not have 422.
     """
     position = wait_for(runtime, min_position, Scoreboard.name)
-    board = read_scoreboard(runtime.db, cycle_id, stage)
+    try:
+        board = read_scoreboard(runtime.db, cycle_id, stage)
+    except InvalidValue as error:  # a stage the cycle does not have: a bad query parameter
+        rule = str(error.values.get("rule", error.rule))
+        raise ApiProblem(
+            422,
+            "invalid-field",
+            "Invalid field",
+            f"stage {stage!r} is not a stage of cycle {cycle_id}",
+            rule=error.rule,
+            errors=[{"field": "query.stage", "rule": rule, "message": str(error)}],
+        ) from None
     return {
         "cycle_id": board["cycle_id"],
         "cycle_name": board["cycle_name"],
