@@ -7,7 +7,6 @@ and the changes a real year brings (a branch re-attached, a cadre rotated). Name
 numbers are fixed, so two loads differ only in generated ids and recorded timestamps.
 """
 
-
 from __future__ import annotations
 
 from collections import Counter

@@ -144,7 +144,7 @@ def test_contribution_goes_to_common_target_of_the_same_cycle() -> None:
 
 
 def test_chinese_title_round_trips_unchanged() -> None:
-    title = "“两学一做”常态化制度化（含主题党日）"  # noqa: RUF001 -- full-width kept as is
+    title = "“两学一做”常态化制度化（含主题党日）"
 
     target = Target.set_common(
         cycle=cycle(),

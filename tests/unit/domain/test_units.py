@@ -59,7 +59,7 @@ def test_unit_name_at_most_200_characters() -> None:
 
 
 def test_chinese_unit_name_round_trips_unchanged() -> None:
-    name = "中国石化（集团）第一党支部·机关"  # noqa: RUF001 -- full-width kept as is
+    name = "中国石化（集团）第一党支部·机关"
 
     branch = unit(UnitKind.BRANCH, name=f"  {name}\n")
 
