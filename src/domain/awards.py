@@ -100,6 +100,34 @@ class Award(LoopAggregate):
             rule=rule,
         )
 
+    @classmethod
+    def from_settlement(
+        cls,
+        *,
+        award_id: UUID,
+        cycle_id: UUID,
+        stage: str,
+        kind: AwardKind,
+        unit_id: UUID,
+        basis: str,
+        points: Decimal | None,
+        rule: str,
+    ) -> Award:
+        """An award a settlement issues by one of the cycle's rules; its id is derived from the
+        settlement, the rule and the unit, so settling again can never issue it twice."""
+        return cls._create(
+            cls.AwardIssued,
+            id=award_id,
+            cycle_id=cycle_id,
+            stage=stage,
+            kind=kind,
+            unit_id=unit_id,
+            person_id=None,
+            basis=basis,
+            points=points,
+            rule=rule,
+        )
+
     def revoke(self, *, reason: str | None) -> None:
         if self.revoked:
             raise AwardRevokedOnlyOnce(award=self.id)

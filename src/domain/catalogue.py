@@ -12,6 +12,7 @@ from closedloop.domain.meetings import Meeting
 from closedloop.domain.people import Person
 from closedloop.domain.problems import Problem
 from closedloop.domain.rectifications import Rectification
+from closedloop.domain.settlement import Settlement
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
 
@@ -26,6 +27,7 @@ AGGREGATES: tuple[type[LoopAggregate], ...] = (
     Meeting,
     Rectification,
     Award,
+    Settlement,
     AccessToken,
 )
 
@@ -42,5 +44,7 @@ def event_classes(aggregate: type[LoopAggregate]) -> list[type[LoopEvent]]:
 
 
 def event_type_names() -> list[str]:
-    """Every event type name, e.g. ``ProblemResolved``; names are unique across aggregates."""
-    return [cls.__name__ for aggregate in AGGREGATES for cls in event_classes(aggregate)]
+    """Every event type name, e.g. ``ProblemResolved``, once each. Names are unique across
+    aggregates except ``DeadlineMissed``, which measures, rectifications and problems share."""
+    names = (cls.__name__ for aggregate in AGGREGATES for cls in event_classes(aggregate))
+    return list(dict.fromkeys(names))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, tzinfo
 from enum import Enum
 from uuid import UUID
 
 from closedloop.domain.base import LoopAggregate, require_reason, require_text
 from closedloop.domain.cycles import Cycle
+from closedloop.domain.deadlines import require_missed
 from closedloop.domain.errors import InvalidValue, RuleViolation
 from closedloop.domain.people import Person
 from closedloop.domain.problems import Problem
@@ -59,6 +60,14 @@ class Measure(LoopAggregate):
         def apply(self, measure: Measure) -> None:
             measure.status = MeasureStatus.CANCELLED
 
+    class DeadlineMissed(LoopAggregate.Event):
+        """The deadline passed with the measure unfinished (see closedloop.domain.deadlines)."""
+
+        deadline: date
+
+        def apply(self, measure: Measure) -> None:
+            measure.missed_deadlines = (*measure.missed_deadlines, self.deadline)
+
     def __init__(
         self,
         cycle_id: UUID,
@@ -79,6 +88,7 @@ class Measure(LoopAggregate):
         self.responsible_unit_ids = tuple(responsible_unit_ids)
         self.responsible_leader_id = responsible_leader_id
         self.status = MeasureStatus.ADOPTED
+        self.missed_deadlines: tuple[date, ...] = ()
         self.progress = 0
 
     @classmethod
@@ -131,3 +141,15 @@ class Measure(LoopAggregate):
     def _require_unfinished(self) -> None:
         if self.status is not MeasureStatus.ADOPTED:
             raise FinishedMeasureTakesNoActions(measure=self.id, status=self.status.value)
+
+    def miss_deadline(self, *, now: datetime, zone: tzinfo) -> None:
+        """Record that the deadline passed with the measure unfinished (once per deadline)."""
+        missed = require_missed(
+            item=self.id,
+            deadline=self.deadline,
+            finished=self.status is not MeasureStatus.ADOPTED,
+            already_missed=self.missed_deadlines,
+            now=now,
+            zone=zone,
+        )
+        self.trigger_event(self.DeadlineMissed, deadline=missed)

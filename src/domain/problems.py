@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from enum import Enum
 from uuid import UUID
 
@@ -14,6 +14,7 @@ from closedloop.domain.base import (
     utc_now,
 )
 from closedloop.domain.cycles import Cycle
+from closedloop.domain.deadlines import require_missed
 from closedloop.domain.errors import InvalidValue, RuleViolation
 from closedloop.domain.people import Person
 from closedloop.domain.targets import Target
@@ -113,6 +114,14 @@ class Problem(LoopAggregate):
             problem.status = ProblemStatus.REOPENED
             problem.resolved_at = None
 
+    class DeadlineMissed(LoopAggregate.Event):
+        """The deadline passed with the problem unfinished (see closedloop.domain.deadlines)."""
+
+        deadline: date
+
+        def apply(self, problem: Problem) -> None:
+            problem.missed_deadlines = (*problem.missed_deadlines, self.deadline)
+
     def __init__(
         self,
         cycle_id: UUID,
@@ -134,6 +143,7 @@ class Problem(LoopAggregate):
         self.severity = severity
         self.shared = shared
         self.status = ProblemStatus.OPEN
+        self.missed_deadlines: tuple[date, ...] = ()
         self.dispatched_to: UUID | None = None
         self.deadline: date | None = None
         self.escalated_to: UUID | None = None
@@ -219,3 +229,15 @@ class Problem(LoopAggregate):
     def _require_unresolved(self) -> None:
         if self.status is ProblemStatus.RESOLVED:
             raise ResolvedProblemTakesNoActions(problem=self.id)
+
+    def miss_deadline(self, *, now: datetime, zone: tzinfo) -> None:
+        """Record that the deadline passed with the problem unfinished (once per deadline)."""
+        missed = require_missed(
+            item=self.id,
+            deadline=self.deadline,
+            finished=self.status is ProblemStatus.RESOLVED,
+            already_missed=self.missed_deadlines,
+            now=now,
+            zone=zone,
+        )
+        self.trigger_event(self.DeadlineMissed, deadline=missed)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, tzinfo
 from enum import Enum
 from uuid import UUID
 
 from closedloop.domain.base import LoopAggregate, require_reason, require_text
 from closedloop.domain.cycles import Cycle
+from closedloop.domain.deadlines import require_missed
 from closedloop.domain.errors import RuleViolation
 from closedloop.domain.units import Unit
 
@@ -49,6 +50,14 @@ class Rectification(LoopAggregate):
             rectification.status = RectificationStatus.ORDERED
             rectification.rejections += 1
 
+    class DeadlineMissed(LoopAggregate.Event):
+        """The deadline passed with the rectification unfinished (see domain.deadlines)."""
+
+        deadline: date
+
+        def apply(self, rectification: Rectification) -> None:
+            rectification.missed_deadlines = (*rectification.missed_deadlines, self.deadline)
+
     def __init__(
         self,
         cycle_id: UUID,
@@ -67,6 +76,7 @@ class Rectification(LoopAggregate):
         self.target_id = target_id
         self.meeting_id = meeting_id
         self.status = RectificationStatus.ORDERED
+        self.missed_deadlines: tuple[date, ...] = ()
         self.rejections = 0
 
     @classmethod
@@ -116,3 +126,15 @@ class Rectification(LoopAggregate):
                 status=self.status.value,
                 required=status.value,
             )
+
+    def miss_deadline(self, *, now: datetime, zone: tzinfo) -> None:
+        """Record that the deadline passed with the rectification unfinished (once per deadline)."""
+        missed = require_missed(
+            item=self.id,
+            deadline=self.deadline,
+            finished=self.status is not RectificationStatus.ORDERED,
+            already_missed=self.missed_deadlines,
+            now=now,
+            zone=zone,
+        )
+        self.trigger_event(self.DeadlineMissed, deadline=missed)

@@ -42,15 +42,26 @@ The rules, with the defaults of :class:`ScoringPolicy`:
 * **Ranking**: by total, highest first, competition ranking ("1224": equal totals share a rank,
   the next rank skips); equal totals are listed by unit id. Units without a total are unranked
   and listed last, by unit id.
+* **Rewards and penalties** (:class:`AwardRule`, applied at settlement to ranked units only):
+  ``rank`` — rank at most N (ties at the boundary all qualify); ``top_share`` /
+  ``bottom_share`` — the best / worst N units where N = share * ranked units rounded half up
+  (a unit's place from the bottom is 1 + the units with a strictly lower total, so ties at the
+  boundary all qualify); ``at_least`` / ``below`` — total at least / below a threshold.
+
+A policy is stored in events as :meth:`ScoringPolicy.to_dict` (Decimals as strings) and read
+back by :meth:`ScoringPolicy.from_dict`; :meth:`ScoringPolicy.digest` is the SHA-256 of that
+form as canonical JSON, which settlements record.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from functools import cached_property, lru_cache
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from closedloop.domain.errors import InvalidValue
 from closedloop.domain.targets import Direction, Indicator, IndicatorKind
@@ -66,7 +77,84 @@ EXACT = Context(prec=120, rounding=ROUND_HALF_UP, traps=[Inexact, InvalidOperati
 WEIGHT_QUANTUM = Decimal("0.0001")
 
 Aggregation = Literal["mean", "trimmed"]
+AwardBasis = Literal["rank", "top_share", "bottom_share", "at_least", "below"]
 Value = Decimal | str
+
+
+@dataclass(frozen=True)
+class AwardRule:
+    """A reward or penalty the cycle grants by rank, share or threshold (see the module doc)."""
+
+    name: str
+    kind: Literal["reward", "penalty"]
+    basis: AwardBasis
+    value: Decimal
+    points: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip() or len(self.name) > 100:
+            raise InvalidValue(field="award_rules.name", rule="1 to 100 characters")
+        if self.kind not in ("reward", "penalty"):
+            raise InvalidValue(field="award_rules.kind", rule="reward or penalty", value=self.kind)
+        if self.basis not in get_args(AwardBasis):
+            raise InvalidValue(
+                field="award_rules.basis",
+                rule="one of " + ", ".join(get_args(AwardBasis)),
+                value=self.basis,
+            )
+        if not self.value.is_finite() or self.value < 0:
+            raise InvalidValue(field="award_rules.value", rule="a non-negative number")
+        if self.basis == "rank" and self.value != self.value.to_integral_value():
+            raise InvalidValue(field="award_rules.value", rule="a whole rank", value=self.value)
+        if self.basis.endswith("_share") and self.value > 1:
+            raise InvalidValue(field="award_rules.value", rule="a share between 0 and 1")
+        if self.points is not None and (not self.points.is_finite() or self.points < 0):
+            raise InvalidValue(field="award_rules.points", rule="a non-negative number")
+
+    def hits(self, ranked: Sequence[Ranked[K]]) -> list[Ranked[K]]:
+        """The ranked units this rule applies to, in ranking order (unranked units never)."""
+        scored = [r for r in ranked if r.rank is not None and r.total is not None]
+        if self.basis == "rank":
+            return [r for r in scored if _present_rank(r) <= self.value]
+        if self.basis == "at_least":
+            return [r for r in scored if _present(r.total) >= self.value]
+        if self.basis == "below":
+            return [r for r in scored if _present(r.total) < self.value]
+        count = int((self.value * len(scored)).to_integral_value(rounding=ROUND_HALF_UP))
+        if self.basis == "top_share":
+            return [r for r in scored if _present_rank(r) <= count]
+        totals = [_present(r.total) for r in scored]
+        return [r for r in scored if 1 + sum(t < _present(r.total) for t in totals) <= count]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "basis": self.basis,
+            "value": str(self.value),
+            "points": None if self.points is None else str(self.points),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], index: int = 0) -> AwardRule:
+        where = f"award_rules.{index}"
+        if not isinstance(data, Mapping):
+            raise InvalidValue(field=where, rule="an object")
+        unknown = set(data) - {"name", "kind", "basis", "value", "points"}
+        if unknown:
+            raise InvalidValue(field=f"{where}.{sorted(unknown)[0]}", rule="not a rule setting")
+        try:
+            return cls(
+                name=str(data["name"]),
+                kind=data["kind"],
+                basis=data["basis"],
+                value=_decimal(data["value"], f"{where}.value"),
+                points=None
+                if data.get("points") is None
+                else _decimal(data["points"], f"{where}.points"),
+            )
+        except KeyError as missing:
+            raise InvalidValue(field=f"{where}.{missing.args[0]}", rule="required") from None
 
 
 @dataclass(frozen=True)
@@ -85,6 +173,7 @@ class ScoringPolicy:
     meeting_aggregation: Aggregation = "trimmed"
     trim_min_raters: int = 5
     places: int = 2
+    award_rules: tuple[AwardRule, ...] = ()
 
     def __post_init__(self) -> None:
         weights = self.weights
@@ -109,6 +198,51 @@ class ScoringPolicy:
             raise InvalidValue(field="trim_min_raters", rule="at least 3")
         if not 0 <= self.places <= 6:
             raise InvalidValue(field="places", rule="between 0 and 6")
+        names = [rule.name for rule in self.award_rules]
+        if len(set(names)) != len(names):
+            raise InvalidValue(field="award_rules.name", rule="rule names are unique")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as stored in events: JSON-ready, Decimals as strings."""
+        data: dict[str, Any] = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "award_rules":
+                data[spec.name] = [rule.to_dict() for rule in value]
+            else:
+                data[spec.name] = str(value) if isinstance(value, Decimal) else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoringPolicy:
+        """A policy from its stored (or requested) form; settings left out take the defaults."""
+        if not isinstance(data, Mapping):
+            raise InvalidValue(field="policy", rule="an object")
+        known = {spec.name: spec for spec in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, raw in data.items():
+            if name not in known:
+                raise InvalidValue(field=name, rule="not a scoring policy setting")
+            default = getattr(DEFAULT_POLICY, name)
+            if name == "award_rules":
+                if not isinstance(raw, list | tuple):
+                    raise InvalidValue(field=name, rule="a list of rules")
+                values[name] = tuple(AwardRule.from_dict(r, i) for i, r in enumerate(raw))
+            elif isinstance(default, Decimal):
+                values[name] = _decimal(raw, name)
+            elif isinstance(default, int):
+                if isinstance(raw, bool) or not isinstance(raw, int):
+                    raise InvalidValue(field=name, rule="a whole number", value=raw)
+                values[name] = raw
+            else:
+                values[name] = raw
+        return cls(**values)
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`to_dict`."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def weights(self) -> dict[str, Decimal]:
@@ -151,6 +285,7 @@ class ScoringPolicy:
             "missing_components": "remaining weights re-normalised to sum to 1",
             "rounding": f"ROUND_HALF_UP to {self.places} decimal places",
             "ranking": "competition ranking (1224) by total; ties listed by unit id",
+            "award_rules": [rule.to_dict() for rule in self.award_rules],
         }
 
 
@@ -416,6 +551,24 @@ def exact_sum(values: Iterable[Decimal]) -> Decimal:
     for value in values:
         total = EXACT.add(total, value)
     return total
+
+
+def _decimal(raw: Any, field_name: str) -> Decimal:
+    """A Decimal from a stored string or a JSON number (never a float's binary noise)."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
+        raise InvalidValue(field=field_name, rule="a decimal number", value=raw)
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        raise InvalidValue(field=field_name, rule="a decimal number", value=raw) from None
+    if not value.is_finite():
+        raise InvalidValue(field=field_name, rule="a finite number", value=raw)
+    return value
+
+
+def _present_rank(ranked: Ranked[Any]) -> int:
+    assert ranked.rank is not None
+    return ranked.rank
 
 
 def _is_number(value: object) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
@@ -30,6 +30,16 @@ from closedloop.domain.meetings import Meeting
 from closedloop.domain.people import Person
 from closedloop.domain.problems import Problem, ProblemSource, Severity
 from closedloop.domain.rectifications import Rectification
+from closedloop.domain.scoring import ScoringPolicy
+from closedloop.domain.settlement import (
+    INPUT_KINDS,
+    InputsDigest,
+    Settlement,
+    SettlementInputs,
+    award_id,
+    compute_stage,
+    results_digest,
+)
 from closedloop.domain.targets import (
     Direction,
     EffectMethod,
@@ -89,6 +99,29 @@ class CommandResult:
     id: UUID
     version: int
     position: int
+
+
+@dataclass(frozen=True)
+class SettlementOutcome:
+    """What a settlement request did: settled now (``created``) or found the stage settled."""
+
+    settlement_id: UUID
+    created: bool
+    position: int | None
+    awards: int
+
+
+@dataclass(frozen=True)
+class SettlementCheck:
+    """A settlement recomputed from history: ``differences`` is empty when everything matches."""
+
+    settlement_id: UUID
+    through_position: int
+    differences: list[str]
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
 
 
 @dataclass(frozen=True)
@@ -164,9 +197,30 @@ class ClosedLoop(Application[UUID]):
     # --- cycles ----------------------------------------------------------------------------
 
     def open_cycle(
-        self, *, year: int, name: str, stages: Sequence[Stage] | None = None
+        self,
+        *,
+        year: int,
+        name: str,
+        stages: Sequence[Stage] | None = None,
+        policy: ScoringPolicy | None = None,
     ) -> CommandResult:
-        return self._save(Cycle.open(year=year, name=name, stages=stages))
+        return self._save(Cycle.open(year=year, name=name, stages=stages, policy=policy))
+
+    def revise_policy(
+        self,
+        cycle_id: UUID,
+        *,
+        policy: ScoringPolicy,
+        from_stage: str,
+        reason: str | None,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        return self._update(
+            Cycle,
+            cycle_id,
+            expected_version,
+            lambda c: c.revise_policy(policy, from_stage=from_stage, reason=reason),
+        )
 
     def close_stage(
         self,
@@ -688,6 +742,189 @@ class ClosedLoop(Application[UUID]):
         self, award_id: UUID, *, reason: str | None, expected_version: int | None = None
     ) -> CommandResult:
         return self._update(Award, award_id, expected_version, lambda a: a.revoke(reason=reason))
+
+    # --- settlement (季度结算) and deadlines ---------------------------------------------------
+
+    def settle_stage(
+        self, cycle_id: UUID, *, stage: str, now: datetime, zone: tzinfo, attempts: int = 5
+    ) -> SettlementOutcome:
+        """Settle the stage from everything recorded so far, once.
+
+        Another settlement of the same round (a replica, a retry) either finds the stage settled
+        or loses the race on the cycle and then finds it settled: it reports the existing one.
+        A cycle changed while the inputs were read is simply read again.
+        """
+        for _ in range(attempts):
+            cycle = self._load(Cycle, cycle_id)
+            cutoff = cycle.stage(stage).cutoff(zone)
+            if cycle.is_settled(stage):
+                return SettlementOutcome(cycle.settlements[stage], False, None, 0)
+            inputs = self._settlement_inputs(cycle_id, through=self.head_position())
+            settlement, awards = Settlement.settle(
+                inputs=inputs, stage_key=stage, cutoff=cutoff, now=now
+            )
+            try:
+                recordings = self.save(settlement, inputs.cycle, *awards)
+            except IntegrityError:
+                continue
+            position = recordings[-1].notification.id
+            return SettlementOutcome(settlement.id, True, position, len(awards))
+        cycle = self._load(Cycle, cycle_id)
+        if cycle.is_settled(stage):
+            return SettlementOutcome(cycle.settlements[stage], False, None, 0)
+        raise ConcurrencyConflict(cycle.id, None, cycle.version)
+
+    def settlement(self, cycle_id: UUID, stage: str) -> Settlement | None:
+        """The stage's settlement in force, or None while it is unsettled."""
+        cycle = self._load(Cycle, cycle_id)
+        cycle.stage(stage)
+        settlement_id = cycle.settlements.get(stage)
+        return None if settlement_id is None else self.get(Settlement, settlement_id)
+
+    def verify_settlement(self, settlement_id: UUID) -> SettlementCheck:
+        """Recompute a settlement from the history it read and compare every recorded figure."""
+        recorded = self.get(Settlement, settlement_id)
+        inputs = self._settlement_inputs(recorded.cycle_id, through=recorded.through_position)
+        policy = ScoringPolicy.from_dict(recorded.policy)
+        differences: list[str] = []
+        if policy.digest != recorded.policy_digest:
+            differences.append(
+                f"policy digest: recorded {recorded.policy_digest}, stored policy "
+                f"hashes to {policy.digest}"
+            )
+        in_force = inputs.cycle.policy_for(recorded.stage)
+        if in_force.digest != recorded.policy_digest:
+            differences.append(
+                f"policy: the history sets {in_force.digest}, the settlement "
+                f"used {recorded.policy_digest}"
+            )
+        if inputs.digest != recorded.inputs_digest:
+            differences.append(
+                f"inputs digest: recorded {recorded.inputs_digest}, history now "
+                f"hashes to {inputs.digest} ({inputs.events_read} events)"
+            )
+        units = compute_stage(inputs.cycle, recorded.stage, inputs.aggregates, policy)
+        now = {str(u.unit_id): u.to_dict() for u in units}
+        then = {u["unit_id"]: u for u in recorded.units}
+        for unit_id in sorted(set(now) | set(then)):
+            if now.get(unit_id) != then.get(unit_id):
+                differences.append(
+                    f"unit {unit_id}: recorded {then.get(unit_id)}, recomputed {now.get(unit_id)}"
+                )
+        digest = results_digest(units)
+        if digest != recorded.results_digest:
+            differences.append(
+                f"results digest: recorded {recorded.results_digest}, recomputed {digest}"
+            )
+        return SettlementCheck(settlement_id, recorded.through_position, differences)
+
+    def reopen_stage(
+        self,
+        cycle_id: UUID,
+        *,
+        stage: str,
+        reason: str | None,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        """Set a stage's settlement aside (admin, with a reason): the settlement is marked
+        reopened, its awards are revoked, and the stage can be settled again (next round)."""
+        cycle = self._load(Cycle, cycle_id, expected_version)
+        settlement = self._load(Settlement, cycle.reopen_stage(stage, reason=reason))
+        settlement.reopen(reason=reason)
+        revoked = []
+        for award in self._awards_of(settlement):
+            if not award.revoked:
+                award.revoke(reason=f"stage {stage} reopened: {reason}")
+                revoked.append(award)
+        return self._save(cycle, settlement, *revoked)
+
+    def settle_due(self, *, now: datetime, zone: tzinfo) -> list[SettlementOutcome]:
+        """Settle every stage of every cycle whose cut-off has passed and is unsettled."""
+        outcomes = []
+        for cycle_id in self.cycle_ids():
+            cycle = self._load(Cycle, cycle_id)
+            for stage in cycle.stages:
+                if stage.cutoff(zone) <= now and not cycle.is_settled(stage.key):
+                    outcomes.append(
+                        self.settle_stage(cycle_id, stage=stage.key, now=now, zone=zone)
+                    )
+        return outcomes
+
+    def cycle_ids(self) -> list[UUID]:
+        """Every cycle ever opened, oldest first."""
+        topic = f"{Cycle.CycleOpened.__module__}:{Cycle.CycleOpened.__qualname__}"
+        ids: list[UUID] = []
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000, topics=[topic])
+            ids.extend(UUID(str(n.originator_id)) for n in page)
+            if len(page) < 1000:
+                return ids
+            start = page[-1].id + 1
+
+    def record_deadline_missed(
+        self, item_id: UUID, *, now: datetime, zone: tzinfo
+    ) -> CommandResult:
+        """Record that a measure, rectification or dispatched problem missed its deadline."""
+        item = self.get_aggregate(item_id)
+        if not isinstance(item, Measure | Rectification | Problem):
+            raise NotFound("measure, rectification or problem", item_id)
+        item.miss_deadline(now=now, zone=zone)
+        return self._save(item)
+
+    def _awards_of(self, settlement: Settlement) -> list[Award]:
+        policy = ScoringPolicy.from_dict(settlement.policy)
+        ids = [
+            award_id(settlement.id, rule.name, unit.unit_id)
+            for rule in policy.award_rules
+            for unit in settlement.settled_units
+        ]
+        awards = []
+        for candidate in ids:
+            try:
+                awards.append(self.get(Award, candidate))
+            except NotFound:
+                continue
+        return awards
+
+    def _settlement_inputs(self, cycle_id: UUID, *, through: int) -> SettlementInputs:
+        """The cycle and its aggregates as of position ``through``, and the digest of the stored
+        records they were replayed from."""
+        kinds: tuple[type[LoopAggregate], ...] = (Cycle, *INPUT_KINDS)
+        prefixes = tuple(f"{kind.__module__}:{kind.__qualname__}." for kind in kinds)
+        records: dict[UUID | str, list[Any]] = {}
+        start = 1
+        while start <= through:
+            page = self.recorder.select_notifications(start, 5000, stop=through)
+            for notification in page:
+                if notification.topic.startswith(prefixes):
+                    records.setdefault(notification.originator_id, []).append(notification)
+            if not page:
+                break
+            start = page[-1].id + 1
+        aggregates: list[LoopAggregate] = []
+        for stored in records.values():
+            aggregate = _replay(None, (self.mapper.to_domain_event(n) for n in stored))
+            if aggregate.id == cycle_id or getattr(aggregate, "cycle_id", None) == cycle_id:
+                aggregates.append(aggregate)
+        mine: set[UUID | str] = {a.id for a in aggregates}
+        read = sorted(
+            (n for originator, stored in records.items() if originator in mine for n in stored),
+            key=lambda n: n.id,
+        )
+        digest = InputsDigest()
+        for n in read:
+            digest.add(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+        cycle = next((a for a in aggregates if a.id == cycle_id), None)
+        if not isinstance(cycle, Cycle):
+            raise NotFound("cycle", cycle_id)
+        return SettlementInputs(
+            cycle=cycle,
+            aggregates=[a for a in aggregates if a is not cycle],
+            through_position=through,
+            events_read=len(read),
+            digest=digest.hexdigest(),
+        )
 
     # --- access tokens ---------------------------------------------------------------------
 
