@@ -30,8 +30,16 @@ class Runtime:
     def events_table(self) -> str:
         return str(self.service.recorder.events_table_name)  # type: ignore[attr-defined]
 
-    def close(self) -> None:
+    def start_background(self) -> None:
+        """Start what the API process runs beside serving requests, as the settings ask."""
+        if self.settings.run_projections:
+            self.projections.start()
+
+    def stop_background(self) -> None:
         self.projections.stop()
+
+    def close(self) -> None:
+        self.stop_background()
         self.db.close()
         self.service.close()
 

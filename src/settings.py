@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,21 @@ class Settings(BaseSettings):
     projection_batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="Events per read-model transaction."
     )
+    run_scheduler: bool = Field(
+        default=True,
+        description="Run the settlement and deadline jobs in the API process (one replica at a "
+        "time runs each job). Turn off when `closedloop scheduler run` does it.",
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone of stage cut-offs (midnight after a stage's last day), "
+        "deadlines and the scheduled jobs.",
+    )
+    deadline_check_at: str = Field(
+        default="00:15",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local time (HH:MM, in time_zone) of the daily missed-deadline job.",
+    )
     postgres_pool_size: int = Field(default=8, ge=1, le=200)
     postgres_max_overflow: int = Field(default=8, ge=0, le=200)
     postgres_lock_timeout_seconds: int = Field(
@@ -53,6 +69,19 @@ class Settings(BaseSettings):
         raise ValueError(
             "CLOSEDLOOP_DATABASE_URL must start with postgresql://, postgres:// or sqlite:///"
         )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"CLOSEDLOOP_TIME_ZONE: unknown IANA time zone {value!r}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
     @property
     def store_kind(self) -> Literal["sqlite", "postgres"]:

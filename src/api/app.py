@@ -54,15 +54,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or build_runtime(settings or Settings())
-        if app.state.runtime.settings.run_projections:
-            app.state.runtime.projections.start()
+        app.state.runtime.start_background()
         try:
             yield
         finally:
             if owned:
                 app.state.runtime.close()
             else:
-                app.state.runtime.projections.stop()
+                app.state.runtime.stop_background()
 
     app = FastAPI(
         title="closedloop", version=__version__, description=DESCRIPTION, lifespan=lifespan
