@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -36,7 +36,8 @@ from closedloop.domain.service import METADATA_FIELDS
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
 from closedloop.projections.base import Positioned, Projection
-from closedloop.store.sql import Cursor, Database, Row
+from closedloop.projections.rows import insert_rows, select_in
+from closedloop.store.sql import Cursor, Database
 
 EVENTS = "audit_index_events"
 UNITS = "audit_index_units"
@@ -69,68 +70,8 @@ ACCUMULATING: tuple[type[Any], ...] = (Problem.ProblemDispatched, Target.TargetC
 # Never stored, not even in the index: a token's digest is as good as a password hash.
 PRIVATE_FIELDS = frozenset({"token_digest"})
 UNIT_EVENTS = tuple(event_classes(Unit))
-ID_CHUNK = 500
-# Integer columns of this module's and the trace's tables (for PostgreSQL's bulk insert).
-INTEGER_COLUMNS = frozenset({"position", "version", "ordinal"})
 
 TimeAxis = Literal["recorded", "effective"]
-
-
-def on_postgres(cursor: Cursor) -> bool:
-    return type(cursor).__module__.startswith("psycopg")
-
-
-def insert_rows(
-    cursor: Cursor,
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    suffix: str = "",
-    *,
-    integers: Collection[str] = INTEGER_COLUMNS,
-) -> None:
-    """INSERT ``rows`` in bulk; ``suffix``: e.g. an ON CONFLICT clause (keys distinct in rows).
-
-    On PostgreSQL one ``INSERT ... SELECT * FROM unnest(<one array per column>)``: a short,
-    constant statement psycopg parses once, one round trip for any number of rows, arrays sent
-    in binary (measured faster here than executemany in a pipeline, multi-row VALUES or a JSON
-    document). On SQLite ``executemany``: one prepared statement, in process. Values are text,
-    integers or None.
-    """
-    if not rows:
-        return
-    names = ", ".join(columns)
-    if on_postgres(cursor):
-        arrays = ", ".join(
-            f"%b::{'bigint' if column in integers else 'text'}[]" for column in columns
-        )
-        cursor.execute(
-            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}",
-            [[row[index] for row in rows] for index in range(len(columns))],
-        )
-    else:
-        marks = ", ".join(["%s"] * len(columns))
-        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {suffix}", rows)
-
-
-def select_in(
-    cursor: Cursor, statement: str, column: str, keys: Sequence[str], condition: str = ""
-) -> list[Row]:
-    """``statement`` (a SELECT without WHERE) for the rows whose ``column`` is one of ``keys``
-    (and that meet ``condition``, an SQL expression without parameters)."""
-    if not keys:
-        return []
-    also = f" AND {condition}" if condition else ""
-    if on_postgres(cursor):
-        cursor.execute(f"{statement} WHERE {column} = ANY(%s){also}", [list(keys)])
-        return cursor.fetchall()
-    rows: list[Row] = []
-    for start in range(0, len(keys), ID_CHUNK):
-        chunk = keys[start : start + ID_CHUNK]
-        marks = ", ".join(["%s"] * len(chunk))
-        cursor.execute(f"{statement} WHERE {column} IN ({marks}){also}", chunk)
-        rows.extend(cursor.fetchall())
-    return rows
 
 
 def utc_text(moment: datetime) -> str:
@@ -232,7 +173,7 @@ class AuditIndex(Projection):
         )
 
     def apply_batch(self, cursor: Cursor, events: Sequence[Positioned]) -> None:
-        known = self._load_units(cursor, _ids_needed(events))
+        known = self._load_units(cursor, self.dialect, _ids_needed(events))
         changed: dict[str, list[str]] = {}
         event_rows: list[list[Any]] = []
         unit_rows: list[list[Any]] = []
@@ -259,10 +200,12 @@ class AuditIndex(Projection):
                 ]
             )
             unit_rows.extend([position, unit, ordinal] for ordinal, unit in enumerate(units))
-        insert_rows(cursor, EVENTS, EVENT_COLUMNS, event_rows)
-        insert_rows(cursor, UNITS, ("position", "unit_id", "ordinal"), unit_rows)
+        dialect = self.dialect
+        insert_rows(cursor, dialect, EVENTS, EVENT_COLUMNS, event_rows)
+        insert_rows(cursor, dialect, UNITS, ("position", "unit_id", "ordinal"), unit_rows)
         insert_rows(
             cursor,
+            dialect,
             AGGREGATES,
             ("aggregate_id", "units"),
             [[key, " ".join(units)] for key, units in changed.items()],
@@ -270,10 +213,9 @@ class AuditIndex(Projection):
         )
 
     @staticmethod
-    def _load_units(cursor: Cursor, ids: list[str]) -> dict[str, list[str]]:
-        rows = select_in(
-            cursor, f"SELECT aggregate_id, units FROM {AGGREGATES}", "aggregate_id", ids
-        )
+    def _load_units(cursor: Cursor, dialect: str, ids: list[str]) -> dict[str, list[str]]:
+        statement = f"SELECT aggregate_id, units FROM {AGGREGATES}"
+        rows = select_in(cursor, dialect, statement, "aggregate_id", ids)
         return {row["aggregate_id"]: row["units"].split() for row in rows}
 
 

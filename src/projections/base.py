@@ -38,6 +38,9 @@ class Projection(ABC):
 
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]
+    # The SQL dialect of the database the rows go to ("sqlite" or "postgres"): the runner
+    # sets it, so bulk statements are chosen without looking at the cursor.
+    dialect: str = "sqlite"
 
     @abstractmethod
     def create_tables(self, cursor: Cursor, dialect: str) -> None: ...
@@ -103,6 +106,8 @@ class ProjectionRunner:
         self.app = app
         self.db = db
         self.projections = list(projections)
+        for projection in self.projections:
+            projection.dialect = db.dialect
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.failures: dict[str, ProjectionFailed] = {}

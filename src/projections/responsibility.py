@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -26,6 +26,7 @@ from closedloop.domain.people import Person
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
 from closedloop.projections.base import Positioned, Projection
+from closedloop.projections.rows import insert_rows, select_in
 from closedloop.store.sql import Cursor, Database
 
 PREFIX = "responsibility_matrix"
@@ -38,12 +39,6 @@ DUTIES = f"{PREFIX}_duties"
 
 # Walks up the unit tree stop here: a deeper tree means the stored tree is already broken.
 MAX_TREE_DEPTH = 64
-# Parameters per ``IN (...)`` list on SQLite (before 3.32 it allows 999).
-CHUNK = 500
-# Columns of this module's and the supervision module's tables that hold integers.
-INTEGER_COLUMNS = frozenset(
-    {"position", "relieved_position", "version", "depth", "withdrawn", "finished", "listed"}
-)
 
 TIERS = tuple(tier.value for tier in DutyTier)
 
@@ -80,72 +75,31 @@ class TableChanges:
         else:
             self.patched.setdefault(key, {}).update(columns)
 
-    def flush(self, cursor: Cursor) -> None:
+    def flush(self, cursor: Cursor, dialect: str) -> None:
         conflict = f"ON CONFLICT ({self.key}) DO NOTHING" if self.on_conflict_ignore else ""
-        insert_rows(cursor, self.table, list(self.created.values()), conflict)
+        insert_dicts(cursor, dialect, self.table, list(self.created.values()), conflict)
         if self.patched:
-            stored = select_in(cursor, f"SELECT * FROM {self.table}", self.key, self.patched)
+            statement = f"SELECT * FROM {self.table}"
+            stored = select_in(cursor, dialect, statement, self.key, sorted(self.patched))
             merged = [{**row, **self.patched[row[self.key]]} for row in stored]
             if merged:
                 setters = ", ".join(f"{c} = excluded.{c}" for c in merged[0] if c != self.key)
                 upsert = f"ON CONFLICT ({self.key}) DO UPDATE SET {setters}"
-                insert_rows(cursor, self.table, merged, upsert)
+                insert_dicts(cursor, dialect, self.table, merged, upsert)
         self.created.clear()
         self.patched.clear()
 
 
-def on_postgres(cursor: Cursor) -> bool:
-    return type(cursor).__module__.startswith("psycopg")
-
-
-def insert_rows(cursor: Cursor, table: str, rows: Sequence[dict[str, Any]], tail: str = "") -> None:
-    """Insert ``rows`` in one statement per set of columns; ``tail`` is an ON CONFLICT clause.
-
-    On PostgreSQL, one ``INSERT ... SELECT * FROM unnest(<one array per column>)``: a short,
-    constant statement (psycopg parses and caches it once) and one round trip for any number of
-    rows. On SQLite, ``executemany`` (one prepared statement, no round trips).
-    """
+def insert_dicts(
+    cursor: Cursor, dialect: str, table: str, rows: Sequence[dict[str, Any]], tail: str = ""
+) -> None:
+    """Insert ``rows`` (column -> value) in one statement per set of columns."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_columns[tuple(row)].append(row)
-    postgres = on_postgres(cursor)
     for columns, group in by_columns.items():
-        names = ", ".join(columns)
-        if postgres:
-            arrays = ", ".join(
-                f"%s::{'bigint' if c in INTEGER_COLUMNS else 'text'}[]" for c in columns
-            )
-            cursor.execute(
-                f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {tail}",
-                [[row[column] for row in group] for column in columns],
-            )
-        else:
-            cursor.executemany(
-                f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) {tail}",
-                [list(row.values()) for row in group],
-            )
-
-
-def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def select_in(
-    cursor: Cursor, statement: str, column: str, values: Iterable[Any]
-) -> list[dict[str, Any]]:
-    """``statement`` (a SELECT without WHERE) for the rows whose ``column`` is in ``values``."""
-    wanted = sorted(set(values))
-    if not wanted:
-        return []
-    if on_postgres(cursor):
-        cursor.execute(f"{statement} WHERE {column} = ANY(%s)", [wanted])
-        return cursor.fetchall()
-    rows: list[dict[str, Any]] = []
-    for part in chunked(wanted):
-        cursor.execute(f"{statement} WHERE {column} IN ({', '.join(['%s'] * len(part))})", part)
-        rows.extend(cursor.fetchall())
-    return rows
+        values = [[row[column] for column in columns] for row in group]
+        insert_rows(cursor, dialect, table, columns, values, tail)
 
 
 def text(value: UUID | None) -> str | None:
@@ -310,7 +264,7 @@ class ResponsibilityMatrix(Projection):
                     relieved_position=position,
                 )
         for changes in (units, parents, people, targets, contracts, duties):
-            changes.flush(cursor)
+            changes.flush(cursor, self.dialect)
 
 
 # --- queries -------------------------------------------------------------------------------
@@ -349,8 +303,8 @@ class UnitTree:
         return found
 
 
-def _names(cursor: Cursor, person_ids: Iterable[str]) -> dict[str, str]:
-    rows = select_in(cursor, f"SELECT id, name FROM {PEOPLE}", "id", person_ids)
+def _names(cursor: Cursor, dialect: str, person_ids: Iterable[str]) -> dict[str, str]:
+    rows = select_in(cursor, dialect, f"SELECT id, name FROM {PEOPLE}", "id", sorted(person_ids))
     return {row["id"]: row["name"] for row in rows}
 
 
@@ -395,7 +349,7 @@ def responsibility_matrix(db: Database, *, cycle_id: UUID, as_of: date) -> list[
         duties = _active_duties(cursor, day)
         wanted = {c["responsible_leader_id"] for c in contracts.values()}
         wanted.update(d["person_id"] for held in duties.values() for d in held)
-        names = _names(cursor, wanted)
+        names = _names(cursor, db.dialect, wanted)
 
     def holder(duty: dict[str, Any]) -> dict[str, Any]:
         return {

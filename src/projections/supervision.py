@@ -37,11 +37,10 @@ from closedloop.projections.base import Positioned, Projection
 from closedloop.projections.responsibility import (
     MAX_TREE_DEPTH,
     TableChanges,
-    chunked,
-    insert_rows,
-    on_postgres,
+    insert_dicts,
     text,
 )
+from closedloop.projections.rows import delete_in
 from closedloop.store.sql import Cursor, Database
 
 PREFIX = "supervision"
@@ -258,8 +257,8 @@ class Supervision(Projection):
                 status, finished = STATUS_CHANGES[type(event)]
                 items.patch(key, status=status, finished=finished)
         for changes in (units, stages, targets, target_units, effects, items):
-            changes.flush(cursor)
-        tree.flush(cursor)
+            changes.flush(cursor, self.dialect)
+        tree.flush(cursor, self.dialect)
 
 
 def _item(
@@ -306,7 +305,7 @@ class _TreeChanges:
         self.parents[unit_id] = parent_id
         (self.moved if moved else self.registered).append(unit_id)
 
-    def flush(self, cursor: Cursor) -> None:
+    def flush(self, cursor: Cursor, dialect: str) -> None:
         if self.parents is None:
             return
         parents = self.parents
@@ -322,14 +321,7 @@ class _TreeChanges:
                 dirty[unit] = None
                 stack.extend(children.get(unit, ()))
         units = sorted(dirty)
-        if on_postgres(cursor):
-            cursor.execute(f"DELETE FROM {ANCESTRY} WHERE unit_id = ANY(%s)", [units])
-        else:
-            for part in chunked(units):
-                cursor.execute(
-                    f"DELETE FROM {ANCESTRY} WHERE unit_id IN ({', '.join(['%s'] * len(part))})",
-                    list(part),
-                )
+        delete_in(cursor, dialect, ANCESTRY, "unit_id", units)
         rows: list[dict[str, Any]] = []
         for unit in units:
             lineage = [unit]
@@ -341,7 +333,7 @@ class _TreeChanges:
                 {"unit_id": unit, "ancestor_id": ancestor, "depth": depth}
                 for depth, ancestor in enumerate(lineage)
             )
-        insert_rows(cursor, ANCESTRY, rows)
+        insert_dicts(cursor, dialect, ANCESTRY, rows)
 
 
 # --- queries -------------------------------------------------------------------------------

@@ -50,8 +50,9 @@ from closedloop.domain.problems import Problem
 from closedloop.domain.rectifications import Rectification
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
-from closedloop.projections.audit import insert_rows, jsonable, select_in, utc_text
+from closedloop.projections.audit import jsonable, utc_text
 from closedloop.projections.base import Positioned, Projection
+from closedloop.projections.rows import insert_rows, select_in
 from closedloop.store.sql import Cursor, Database
 
 TARGETS = "trace_targets"
@@ -199,7 +200,7 @@ class Trace(Projection):
         )
 
     def apply_batch(self, cursor: Cursor, events: Sequence[Positioned]) -> None:
-        batch = _Batch(cursor)
+        batch = _Batch(cursor, self.dialect)
         batch.prefetch(events)
         for position, event in events:
             batch.apply(event, position)
@@ -213,8 +214,9 @@ class _Batch:
     read on demand after writing what is pending, so the read sees every earlier event.
     """
 
-    def __init__(self, cursor: Cursor) -> None:
+    def __init__(self, cursor: Cursor, dialect: str) -> None:
         self.cursor = cursor
+        self.dialect = dialect
         self.targets: dict[str, dict[str, Any] | None] = {}
         self.items: dict[str, dict[str, Any] | None] = {}
         self.meetings: dict[str, dict[str, Any] | None] = {}
@@ -284,19 +286,25 @@ class _Batch:
     def target_rows(self, ids: Sequence[str]) -> None:
         missing = self._missing(self.targets, ids)
         self.targets.update(dict.fromkeys(missing))
-        for row in select_in(self.cursor, f"SELECT * FROM {TARGETS}", "target_id", missing):
+        for row in select_in(
+            self.cursor, self.dialect, f"SELECT * FROM {TARGETS}", "target_id", missing
+        ):
             self.targets[row["target_id"]] = {**row, "detail": json.loads(row["detail"])}
 
     def item_rows(self, ids: Sequence[str]) -> None:
         missing = self._missing(self.items, ids)
         self.items.update(dict.fromkeys(missing))
-        for row in select_in(self.cursor, f"SELECT * FROM {ITEMS}", "item_id", missing):
+        for row in select_in(
+            self.cursor, self.dialect, f"SELECT * FROM {ITEMS}", "item_id", missing
+        ):
             self.items[row["item_id"]] = {**row, "detail": json.loads(row["detail"])}
 
     def meeting_rows(self, ids: Sequence[str]) -> None:
         missing = self._missing(self.meetings, ids)
         self.meetings.update(dict.fromkeys(missing))
-        for row in select_in(self.cursor, f"SELECT * FROM {MEETINGS}", "meeting_id", missing):
+        for row in select_in(
+            self.cursor, self.dialect, f"SELECT * FROM {MEETINGS}", "meeting_id", missing
+        ):
             self.meetings[row["meeting_id"]] = row
 
     def links_of(self, item_ids: Sequence[str]) -> None:
@@ -304,7 +312,7 @@ class _Batch:
         for key in missing:
             self.links[key] = set()
         for row in select_in(
-            self.cursor, f"SELECT item_id, target_id FROM {LINKS}", "item_id", missing
+            self.cursor, self.dialect, f"SELECT item_id, target_id FROM {LINKS}", "item_id", missing
         ):
             self.links[row["item_id"]].add(row["target_id"])
 
@@ -314,6 +322,7 @@ class _Batch:
             self.target_units[key] = set()
         for row in select_in(
             self.cursor,
+            self.dialect,
             f"SELECT target_id, unit_id, role FROM {TARGET_UNITS}",
             "target_id",
             missing,
@@ -328,6 +337,7 @@ class _Batch:
         kinds = ", ".join(f"'{kind}'" for kind in UNIT_KINDS)
         rows = select_in(
             self.cursor,
+            self.dialect,
             f"SELECT item_id, kind, cycle_id, unit_id, position FROM {ITEMS}",
             "unit_id",
             missing,
@@ -342,6 +352,7 @@ class _Batch:
             self.unit_targets[key] = []
         rows = select_in(
             self.cursor,
+            self.dialect,
             f"SELECT target_id, unit_id, role, cycle_id FROM {TARGET_UNITS}",
             "unit_id",
             missing,
@@ -761,6 +772,7 @@ class _Batch:
         cursor = self.cursor
         insert_rows(
             cursor,
+            self.dialect,
             TARGETS,
             TARGET_COLUMNS,
             [_row(t, TARGET_COLUMNS) for t in self.dirty_targets.values()],
@@ -769,6 +781,7 @@ class _Batch:
         )
         insert_rows(
             cursor,
+            self.dialect,
             TARGET_UNITS,
             ("target_id", "unit_id", "role", "cycle_id"),
             self.new_target_units,
@@ -776,6 +789,7 @@ class _Batch:
         )
         insert_rows(
             cursor,
+            self.dialect,
             MEETINGS,
             ("meeting_id", "cycle_id", "stage", "title", "held_on"),
             self.new_meetings,
@@ -783,6 +797,7 @@ class _Batch:
         )
         insert_rows(
             cursor,
+            self.dialect,
             ITEMS,
             ITEM_COLUMNS,
             [_row(i, ITEM_COLUMNS) for i in self.dirty_items.values()],
@@ -791,6 +806,7 @@ class _Batch:
         )
         insert_rows(
             cursor,
+            self.dialect,
             LINKS,
             ("target_id", "item_id", "kind"),
             self.new_links,
@@ -798,6 +814,7 @@ class _Batch:
         )
         insert_rows(
             cursor,
+            self.dialect,
             EVENTS,
             ("item_id", "position", "event_type", "actor", "recorded_at", "summary"),
             self.new_events,
