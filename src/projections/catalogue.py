@@ -16,6 +16,7 @@ from closedloop.domain.meetings import Meeting
 from closedloop.domain.people import Person
 from closedloop.domain.problems import Problem
 from closedloop.domain.rectifications import Rectification
+from closedloop.domain.settlement import Settlement
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
 from closedloop.projections.base import Positioned, Projection
@@ -43,6 +44,13 @@ CREATIONS: dict[type[Any], Callable[[Any], Creation]] = {
         "ordered",
     ),
     Award.AwardIssued: lambda e: ("award", e.basis, e.cycle_id, e.unit_id, "issued"),
+    Settlement.StageSettled: lambda e: (
+        "settlement",
+        f"{e.stage} settlement, round {e.round_number}",
+        e.cycle_id,
+        None,
+        "settled",
+    ),
 }
 
 STATUS_CHANGES: dict[type[Any], str] = {
@@ -57,6 +65,8 @@ STATUS_CHANGES: dict[type[Any], str] = {
     Rectification.RectificationVerified: "verified",
     Rectification.RectificationRejected: "ordered",
     Award.AwardRevoked: "revoked",
+    Settlement.RankingPublished: "published",
+    Settlement.SettlementReopened: "reopened",
 }
 
 UNIT_CHANGES: dict[type[Any], Callable[[Any], UUID]] = {
