@@ -74,6 +74,7 @@ from closedloop.domain.scoring import (
     unit_total,
     weighted_mean,
 )
+from closedloop.domain.settlement import Settlement
 from closedloop.domain.targets import Direction, EffectMethod, Indicator, IndicatorKind, Target
 from closedloop.domain.units import Unit
 from closedloop.projections.base import Positioned, Projection, ProjectionFailed
@@ -89,6 +90,9 @@ MEETINGS = "scoreboard_meetings"
 MEETING_UNITS = "scoreboard_meeting_units"
 ITEMS = "scoreboard_items"
 ROWS = "scoreboard_rows"
+POLICIES = "scoreboard_policies"
+SETTLEMENTS = "scoreboard_settlements"
+SETTLED = "scoreboard_settled_rows"
 
 CHUNK = 500
 ZERO = Decimal(0)
@@ -179,6 +183,9 @@ INTEGER_COLUMNS = frozenset(
         "prominent",
         "provisional",
         "stage_closed",
+        "rank",
+        "round_number",
+        "through_position",
     }
 )
 DERIVED = ("result", "process", "meeting", "total", "weights", "notes")
@@ -198,6 +205,9 @@ class Scoreboard(Projection):
         MEETING_UNITS,
         ITEMS,
         ROWS,
+        POLICIES,
+        SETTLEMENTS,
+        SETTLED,
     )
 
     def __init__(self, policy: ScoringPolicy = DEFAULT_POLICY) -> None:
@@ -236,7 +246,19 @@ class Scoreboard(Projection):
             "process TEXT, meeting TEXT, total TEXT, weights TEXT NOT NULL, "
             "notes TEXT NOT NULL, provisional INTEGER NOT NULL, stage_closed INTEGER NOT NULL, "
             "PRIMARY KEY (cycle_id, stage, unit_id))",
+            f"CREATE TABLE IF NOT EXISTS {POLICIES} (cycle_id TEXT NOT NULL, stage TEXT NOT NULL, "
+            "policy TEXT NOT NULL, PRIMARY KEY (cycle_id, stage))",
+            f"CREATE TABLE IF NOT EXISTS {SETTLEMENTS} (cycle_id TEXT NOT NULL, "
+            "stage TEXT NOT NULL, settlement_id TEXT NOT NULL, round_number INTEGER NOT NULL, "
+            "through_position BIGINT NOT NULL, settled_at TEXT NOT NULL, "
+            "results_digest TEXT NOT NULL, policy_digest TEXT NOT NULL, "
+            "PRIMARY KEY (cycle_id, stage))",
+            f"CREATE TABLE IF NOT EXISTS {SETTLED} (cycle_id TEXT NOT NULL, stage TEXT NOT NULL, "
+            "unit_id TEXT NOT NULL, rank INTEGER, result TEXT, process TEXT, meeting TEXT, "
+            "total TEXT, weights TEXT NOT NULL, notes TEXT NOT NULL, "
+            "PRIMARY KEY (cycle_id, stage, unit_id))",
             f"CREATE INDEX IF NOT EXISTS {RESULTS}_target_idx ON {RESULTS} (target_id)",
+            f"CREATE INDEX IF NOT EXISTS {RESULTS}_stage_idx ON {RESULTS} (cycle_id, stage)",
             f"CREATE INDEX IF NOT EXISTS {ROWS}_cycle_unit_idx ON {ROWS} (cycle_id, unit_id)",
         )
         for statement in statements:
@@ -425,10 +447,21 @@ class _Batch:
         self.item_initial: dict[str, _Item | None] = {}
         self.deltas: dict[CellKey, _Sums] = defaultdict(_Sums)
         self.ids = _Ids()
+        # Policies in force per (cycle, stage), as read or set in this batch; stages whose
+        # policy changed have every result, meeting score and row recomputed.
+        self.policies: dict[tuple[str, str], ScoringPolicy] = {}
+        self.policy_rows: dict[tuple[str, str], str] = {}
+        self.repolicied: set[tuple[str, str]] = set()
+        # Settled and reopened stages, in log order (a stage may be reopened and settled again
+        # within one batch).
+        self.settlement_ops: list[tuple[str, Any]] = []
         self.handlers: dict[type[Any], Callable[[Any], None]] = {
             Unit.UnitRegistered: self._unit_registered,
             Cycle.CycleOpened: self._cycle_opened,
             Cycle.StageClosed: self._stage_closed,
+            Cycle.ScoringPolicySet: self._policy_set,
+            Cycle.StageReopened: self._stage_reopened,
+            Settlement.StageSettled: self._stage_settled,
             Target.TargetSet: self._target_set,
             Target.TargetRevised: self._target_revised,
             Target.MilestonesSet: self._milestones_set,
@@ -511,6 +544,18 @@ class _Batch:
             self.items[row["item_id"]] = item
             self.item_initial[row["item_id"]] = _Item(**vars(item))
 
+    def policy_for(self, cycle_id: str, stage: str) -> ScoringPolicy:
+        key = (cycle_id, stage)
+        policy = self.policies.get(key)
+        if policy is None:
+            self.cursor.execute(
+                f"SELECT policy FROM {POLICIES} WHERE cycle_id = %s AND stage = %s", [*key]
+            )
+            row = self.cursor.fetchone()
+            policy = self.policy if row is None else _policy(row["policy"])
+            self.policies[key] = policy
+        return policy
+
     def _select(self, statement: str, column: str, values: Iterable[str]) -> Iterator[Row]:
         return _select_in(self.cursor, statement, (), column, values)
 
@@ -576,6 +621,66 @@ class _Batch:
             if stage.key == event.stage:
                 stage.closed = True
         self.closed.append((cycle_id, event.stage))
+
+    def _policy_set(self, event: Cycle.ScoringPolicySet) -> None:
+        cycle_id = self.ids[event.originator_id]
+        stages = self._stages(cycle_id)
+        start = next(s.ordinal for s in stages if s.key == event.from_stage)
+        text = _dumps(event.policy)
+        policy = _policy(text)
+        for stage in stages:
+            if stage.ordinal >= start:
+                key = (cycle_id, stage.key)
+                self.policies[key] = policy
+                self.policy_rows[key] = text
+                self._rescore_stage(cycle_id, stage.key)
+
+    def _rescore_stage(self, cycle_id: str, stage: str) -> None:
+        """Under a new policy every result, meeting score and row of the stage is recomputed."""
+        if (cycle_id, stage) in self.repolicied:
+            return
+        self.repolicied.add((cycle_id, stage))
+        cursor = self.cursor
+        cursor.execute(
+            f"SELECT * FROM {RESULTS} WHERE cycle_id = %s AND stage = %s", [cycle_id, stage]
+        )
+        for row in cursor.fetchall():
+            self.results.setdefault(row["result_key"], _result_from(row))
+            self.touched_results.add(row["result_key"])
+        missing = {r.target_id for r in self.results.values()} - self.targets.keys()
+        for row in self._select(f"SELECT * FROM {TARGETS} WHERE {{in}}", "target_id", missing):
+            self.targets[row["target_id"]] = _target_from(row)
+        cursor.execute(
+            f"SELECT * FROM {MEETINGS} WHERE cycle_id = %s AND stage = %s", [cycle_id, stage]
+        )
+        for row in cursor.fetchall():
+            self.meetings.setdefault(
+                row["meeting_id"],
+                _Meeting(
+                    row["cycle_id"],
+                    row["stage"],
+                    Decimal(row["scale_min"]),
+                    Decimal(row["scale_max"]),
+                ),
+            )
+        cursor.execute(
+            f"SELECT mu.* FROM {MEETING_UNITS} mu JOIN {MEETINGS} m "
+            "ON m.meeting_id = mu.meeting_id WHERE m.cycle_id = %s AND m.stage = %s",
+            [cycle_id, stage],
+        )
+        for row in cursor.fetchall():
+            key = _pair_key(row["meeting_id"], row["unit_id"])
+            if key not in self.pairs:
+                pair = self._pair(row["meeting_id"], row["unit_id"])
+                pair.initial = (int(row["scores"]), _decimal(row["score"]))
+                pair.scores = {r: Decimal(score) for r, score in json.loads(row["raters"])}
+            self.pairs[key].changed = True
+
+    def _stage_settled(self, event: Settlement.StageSettled) -> None:
+        self.settlement_ops.append(("settled", event))
+
+    def _stage_reopened(self, event: Cycle.StageReopened) -> None:
+        self.settlement_ops.append(("reopened", (self.ids[event.originator_id], event.stage)))
 
     # targets and effects
 
@@ -710,6 +815,7 @@ class _Batch:
         self._item_shares()
         self._write_inputs()
         self._write_rows()
+        self._write_settlements()
 
     def _result_shares(self) -> None:
         for key in sorted(self.touched_results):
@@ -720,7 +826,7 @@ class _Batch:
                 target.milestones.get(entry.stage),
                 entry.self_value,
                 entry.inspection_value,
-                self.policy,
+                self.policy_for(entry.cycle_id, entry.stage),
             )
             before = target.share(*entry.initial, initial=True) if entry.initial else NO_RESULT
             after = target.share(entry.result, entry.self_only, initial=False)
@@ -735,7 +841,7 @@ class _Batch:
             if not pair.changed:
                 continue
             unit_id = key.rsplit("|", 1)[1]
-            count, score = pair.aggregate(self.policy)
+            count, score = pair.aggregate(self.policy_for(pair.cycle_id, pair.stage))
             old_count, old_score = pair.initial
             if (count, score) == pair.initial:
                 continue
@@ -900,6 +1006,13 @@ class _Batch:
 
     def _write_rows(self) -> None:
         by_stage: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for cycle_id, stage_key in sorted(self.repolicied):
+            self.cursor.execute(
+                f"SELECT unit_id FROM {ROWS} WHERE cycle_id = %s AND stage = %s",
+                [cycle_id, stage_key],
+            )
+            for row in self.cursor.fetchall():
+                self.deltas[(cycle_id, stage_key, row["unit_id"])].add(_Sums())
         for cycle_id, stage_key, unit_id in self.deltas:
             by_stage[(cycle_id, stage_key)].append(unit_id)
         upserts: list[tuple[Any, ...]] = []
@@ -928,7 +1041,7 @@ class _Batch:
                 values = (
                     stage.ordinal,
                     *_sums_values(sums),
-                    *derive(sums, self.policy),
+                    *derive(sums, self.policy_for(cycle_id, stage_key)),
                     1,
                     int(stage.closed),
                 )
@@ -950,6 +1063,84 @@ class _Batch:
             self.cursor.execute(
                 f"UPDATE {ROWS} SET stage_closed = 1 WHERE cycle_id = %s AND stage = %s",
                 [cycle_id, stage_key],
+            )
+
+    def _write_settlements(self) -> None:
+        cursor = self.cursor
+        _upsert(
+            cursor,
+            POLICIES,
+            ("cycle_id", "stage", "policy"),
+            [(*key, text) for key, text in sorted(self.policy_rows.items())],
+            "cycle_id, stage",
+        )
+        for kind, payload in self.settlement_ops:
+            if kind == "reopened":
+                for table in (SETTLEMENTS, SETTLED):
+                    cursor.execute(
+                        f"DELETE FROM {table} WHERE cycle_id = %s AND stage = %s", [*payload]
+                    )
+                continue
+            event: Settlement.StageSettled = payload
+            cycle_id = self.ids[event.cycle_id]
+            _upsert(
+                cursor,
+                SETTLEMENTS,
+                (
+                    "cycle_id",
+                    "stage",
+                    "settlement_id",
+                    "round_number",
+                    "through_position",
+                    "settled_at",
+                    "results_digest",
+                    "policy_digest",
+                ),
+                [
+                    (
+                        cycle_id,
+                        event.stage,
+                        self.ids[event.originator_id],
+                        event.round_number,
+                        event.through_position,
+                        event.timestamp.isoformat(),
+                        event.results_digest,
+                        event.policy_digest,
+                    )
+                ],
+                "cycle_id, stage",
+            )
+            _upsert(
+                cursor,
+                SETTLED,
+                (
+                    "cycle_id",
+                    "stage",
+                    "unit_id",
+                    "rank",
+                    "result",
+                    "process",
+                    "meeting",
+                    "total",
+                    "weights",
+                    "notes",
+                ),
+                [
+                    (
+                        cycle_id,
+                        event.stage,
+                        unit["unit_id"],
+                        unit["rank"],
+                        unit["components"][RESULT],
+                        unit["components"][PROCESS],
+                        unit["components"][MEETING],
+                        unit["total"],
+                        json.dumps(unit["weights"], separators=(",", ":")),
+                        _notes_text(tuple(unit["notes"])),
+                    )
+                    for unit in event.units
+                ],
+                "cycle_id, stage, unit_id",
             )
 
 
@@ -1033,24 +1224,74 @@ def read_scoreboard(db: Any, cycle_id: UUID, stage: str | None = None) -> dict[s
             [str(cycle_id), chosen],
         )
         rows = {row["unit_id"]: row for row in cursor.fetchall()}
-    ranked = rank({unit: _decimal(row["total"]) for unit, row in rows.items()})
+        cursor.execute(f"SELECT * FROM {SETTLEMENTS} WHERE cycle_id = %s", [str(cycle_id)])
+        settlements = {row["stage"]: row for row in cursor.fetchall()}
+        cursor.execute(
+            f"SELECT policy FROM {POLICIES} WHERE cycle_id = %s AND stage = %s",
+            [str(cycle_id), chosen],
+        )
+        policy_row = cursor.fetchone()
+        settled_rows: list[Row] = []
+        if chosen in settlements:
+            cursor.execute(
+                f"SELECT s.*, u.name AS unit_name FROM {SETTLED} s "
+                f"LEFT JOIN {UNITS} u ON u.unit_id = s.unit_id "
+                "WHERE s.cycle_id = %s AND s.stage = %s",
+                [str(cycle_id), chosen],
+            )
+            settled_rows = cursor.fetchall()
     stage_row = stages[keys.index(chosen)]
+    settlement = settlements.get(chosen)
+    if settlement is None:
+        ranked = rank({unit: _decimal(row["total"]) for unit, row in rows.items()})
+        shown = [_public(rows[r.unit_id], r.rank) for r in ranked]
+    else:
+        shown = [_settled(row, rows.get(row["unit_id"])) for row in _in_rank_order(settled_rows)]
     return {
         "cycle_id": str(cycle_id),
         "cycle_name": cycle["name"],
         "stage": chosen,
-        "stage_closed": bool(stage_row["closed"]),
+        "stage_closed": bool(stage_row["closed"]) or settlement is not None,
+        "provisional": settlement is None,
+        "settlement": None if settlement is None else _settlement_public(settlement),
+        "policy": (DEFAULT_POLICY if policy_row is None else _policy(policy_row["policy"])),
         "stages": [
             {
                 "key": row["stage"],
                 "starts_on": row["starts_on"],
                 "ends_on": row["ends_on"],
-                "closed": bool(row["closed"]),
+                "closed": bool(row["closed"]) or row["stage"] in settlements,
+                "settled": row["stage"] in settlements,
                 "assessed": row["stage"] in assessed,
             }
             for row in stages
         ],
-        "rows": [_public(rows[r.unit_id], r.rank) for r in ranked],
+        "rows": shown,
+    }
+
+
+def _in_rank_order(rows: Sequence[Row]) -> list[Row]:
+    """As :func:`rank` lists them: by rank, ties and unranked units by unit id."""
+    return sorted(rows, key=lambda r: (r["rank"] is None, r["rank"] or 0, str(r["unit_id"])))
+
+
+def _settled(row: Row, provisional: Row | None) -> dict[str, Any]:
+    """A settled row: the figures fixed by the settlement; the counts behind them are today's
+    (from the provisional row), shown for context."""
+    shown = _public({**(provisional or dict.fromkeys(PUBLIC_COLUMNS, 0)), **row}, row["rank"])
+    if provisional is None:
+        shown["details"] = None
+    return shown
+
+
+def _settlement_public(row: Row) -> dict[str, Any]:
+    return {
+        "settlement_id": row["settlement_id"],
+        "round": int(row["round_number"]),
+        "through_position": int(row["through_position"]),
+        "settled_at": row["settled_at"],
+        "results_digest": row["results_digest"],
+        "policy_digest": row["policy_digest"],
     }
 
 
@@ -1108,6 +1349,11 @@ def _public(row: Row, position: int | None) -> dict[str, Any]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _policy(text: str) -> ScoringPolicy:
+    return ScoringPolicy.from_dict(json.loads(text))
 
 
 def _on_postgres(cursor: Cursor) -> bool:

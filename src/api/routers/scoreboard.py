@@ -11,7 +11,6 @@ from closedloop.api.deps import PrincipalDep, RuntimeDep
 from closedloop.api.problems import ApiProblem
 from closedloop.api.reads import wait_for
 from closedloop.domain.errors import InvalidValue
-from closedloop.domain.scoring import DEFAULT_POLICY, ScoringPolicy
 from closedloop.projections.scoreboard import Scoreboard, read_scoreboard
 
 router = APIRouter(tags=["scoreboard"])
@@ -20,7 +19,8 @@ MAX_POSITION = 2**63 - 1  # positions are BIGINT
 
 @router.get(
     "/cycles/{cycle_id}/scoreboard",
-    summary="A cycle's scoreboard for one stage: components, totals and ranks (provisional)",
+    summary="A cycle's scoreboard for one stage: components, totals and ranks, provisional "
+    "until the stage is settled",
 )
 def get_scoreboard(
     cycle_id: UUID,
@@ -45,7 +45,10 @@ def get_scoreboard(
 
     Without ``stage`` the board shows the latest stage in which some unit has confirmed effects
     or meeting scores, else the cycle's first stage. Every row is provisional until the stage is
-    settled; ``stage_closed`` says whether the stage accepts no more effect confirmations.
+    settled: then ``provisional`` is false, ``settlement`` names it (id, round, the position
+    range read, digests) and the rows show the settled figures and ranks (the ``details``
+    counts are today's, for context). ``stage_closed`` says whether the stage accepts no more
+    effect confirmations. ``policy`` is the scoring policy in force for the stage.
     An unknown cycle answers 404, a stage the cycle does not have 422.
     """
     position = wait_for(runtime, min_position, Scoreboard.name)
@@ -66,18 +69,10 @@ def get_scoreboard(
         "cycle_name": board["cycle_name"],
         "stage": board["stage"],
         "position": position,
-        "provisional": True,
+        "provisional": board["provisional"],
+        "settlement": board["settlement"],
         "stage_closed": board["stage_closed"],
         "stages": board["stages"],
-        "policy": _policy(runtime).describe(),
+        "policy": board["policy"].describe(),
         "rows": board["rows"],
     }
-
-
-def _policy(runtime: Any) -> ScoringPolicy:
-    try:
-        projection = runtime.projections.projection(Scoreboard.name)
-    except KeyError:
-        return DEFAULT_POLICY
-    policy: ScoringPolicy = getattr(projection, "policy", DEFAULT_POLICY)
-    return policy

@@ -32,6 +32,7 @@ from closedloop.domain.scoring import (
     PROCESS,
     RESULT,
     ProcessFacts,
+    ScoringPolicy,
     meeting_component,
     normalise,
     process_score,
@@ -99,6 +100,7 @@ def expected_from_aggregates(
     def of(kind: type[Any]) -> list[Any]:
         return [a for a in aggregates if isinstance(a, kind) and a.cycle_id == cycle.id]
 
+    policy = cycle.policy_for(stage_key)
     targets = [t for t in of(Target) if not t.withdrawn]
     meetings = [m for m in of(Meeting) if m.stage == stage_key]
     units = {unit for target in targets for unit in target.applies_to}
@@ -118,19 +120,25 @@ def expected_from_aggregates(
                         target.milestones.get(stage_key),
                         own.result if own else None,
                         inspected.result if inspected else None,
+                        policy,
                     ),
                 )
             )
         meeting = meeting_component(
-            [[normalise(s, m.scale_min, m.scale_max) for s in m.scores_for(unit)] for m in meetings]
+            [
+                [normalise(s, m.scale_min, m.scale_max) for s in m.scores_for(unit)]
+                for m in meetings
+            ],
+            policy,
         )
         facts = process_facts_of(of(Measure), of(Rectification), of(Problem), unit, stage)
         score = unit_total(
             {
-                RESULT: result_component(results),
-                PROCESS: process_score(facts),
+                RESULT: result_component(results, policy),
+                PROCESS: process_score(facts, policy),
                 MEETING: meeting,
-            }
+            },
+            policy,
         )
         expected[str(unit)] = {
             "components": score.components,
@@ -465,6 +473,56 @@ def test_corrections_withdrawals_and_closing_update_the_board(runtime: Runtime) 
     assert "no result or meeting data" in q2[s.a]["notes"][0]
 
 
+def test_the_policy_in_force_scores_each_stage_and_a_settled_stage_shows_its_settlement(
+    runtime: Runtime,
+) -> None:
+    s = build_scenario(runtime)
+    service = runtime.service
+    revised = POLICIES[1]
+    with acting_as("tester"):
+        service.revise_policy(s.cycle, policy=revised, from_stage="Q1", reason="党委会调整")
+    runtime.projections.catch_up()
+    rows = q1(runtime, s)
+    # A: t1 0.5*100 + 0.5*80 = 90; result (10*90 + 30*50)/40 = 60; 12 + 0.2*88 + 51 = 80.60
+    # (the overdue measure now costs 12: process 88). B: 20 + 20 + 0.6*80 = 88.
+    assert (rows[s.a]["result"], rows[s.a]["process"], rows[s.a]["total"]) == (
+        "60.00",
+        "88.00",
+        "80.60",
+    )
+    assert rows[s.b]["total"] == "88.00"
+    board_q1 = read_scoreboard(runtime.db, s.cycle, "Q1")
+    assert board_q1["policy"] == revised and board_q1["provisional"] is True
+
+    with acting_as("tester"):
+        settled = service.settle_stage(s.cycle, stage="Q1", now=AFTER_THE_YEAR, zone=CST)
+        # Q2 onwards may still change; the settled Q1 may not.
+        with pytest.raises(DomainError, match="PolicyFrozenOnceSettled"):
+            service.revise_policy(s.cycle, policy=POLICIES[2], from_stage="Q1", reason="再调")
+        service.revise_policy(s.cycle, policy=POLICIES[2], from_stage="Q2", reason="再调")
+        service.complete_measure(s.measure, evidence="已补植")  # after the settlement
+    runtime.projections.catch_up()
+    board_q1 = read_scoreboard(runtime.db, s.cycle, "Q1")
+    assert board_q1["provisional"] is False and board_q1["stage_closed"] is True
+    assert board_q1["settlement"]["settlement_id"] == str(settled.settlement_id)
+    fixed = {UUID(row["unit_id"]): row for row in board_q1["rows"]}
+    # The settled figures stay as settled although A's measure was completed since.
+    assert (fixed[s.a]["process"], fixed[s.a]["total"], fixed[s.a]["rank"]) == ("88.00", "80.60", 2)
+    assert (fixed[s.b]["total"], fixed[s.b]["rank"]) == ("88.00", 1)
+    assert fixed[s.a]["details"]["overdue_measures"] == 0  # today's counts, for context
+    assert read_scoreboard(runtime.db, s.cycle, "Q2")["policy"] == POLICIES[2]
+    snapshot_before = snapshot(runtime)
+    runtime.projections.rebuild(Scoreboard())
+    assert snapshot(runtime) == snapshot_before
+
+    with acting_as("tester"):
+        service.reopen_stage(s.cycle, stage="Q1", reason="复核更正")
+    runtime.projections.catch_up()
+    board_q1 = read_scoreboard(runtime.db, s.cycle, "Q1")
+    assert board_q1["provisional"] is True and board_q1["settlement"] is None
+    assert q1(runtime, s)[s.a]["process"] == "100.00"
+
+
 def test_reading_an_unknown_cycle_or_stage_fails_clearly(runtime: Runtime) -> None:
     from closedloop.domain.errors import InvalidValue, NotFound
 
@@ -515,7 +573,24 @@ OPERATIONS = (
     "resolve",
     "reopen",
     "close",
+    "policy",
+    "settle",
+    "reopen_stage",
 )
+POLICIES = (
+    ScoringPolicy(),
+    ScoringPolicy(
+        result_weight=D("0.2"),
+        process_weight=D("0.2"),
+        meeting_weight=D("0.6"),
+        self_assessment_share=D("0.5"),
+        inspection_share=D("0.5"),
+        meeting_aggregation="mean",
+        overdue_measure_deduction=D(12),
+    ),
+    ScoringPolicy(result_weight=D(1), process_weight=D(0), meeting_weight=D(0), places=1),
+)
+AFTER_THE_YEAR = datetime(2027, 1, 2, tzinfo=CST)
 
 
 class History:
@@ -707,6 +782,17 @@ class History:
             service.reopen_problem(draw(st.sampled_from(self.problems)), reason="复发")
         elif operation == "close":
             service.close_stage(self.cycle, stage=stage)
+        elif operation == "policy":
+            service.revise_policy(
+                self.cycle,
+                policy=draw(st.sampled_from(POLICIES)),
+                from_stage=stage,
+                reason="党委会调整",
+            )
+        elif operation == "settle":
+            service.settle_stage(self.cycle, stage=stage, now=AFTER_THE_YEAR, zone=CST)
+        elif operation == "reopen_stage":
+            service.reopen_stage(self.cycle, stage=stage, reason="复核")
 
 
 @settings(
@@ -731,6 +817,16 @@ def test_random_histories_incremental_equals_rebuild_equals_aggregates(
     assert snapshot(runtime) == incremental
     for stage in STAGES:
         expected = expected_from_aggregates(runtime, history.cycle, stage)
+        settlement = runtime.service.settlement(history.cycle, stage)
+        if settlement is not None:  # settled: the figures as fixed then
+            expected = {
+                u["unit_id"]: {
+                    "components": u["components"],
+                    "total": u["total"],
+                    "rank": u["rank"],
+                }
+                for u in settlement.units
+            }
         rows = shown(runtime, history.cycle, stage)
         assert rows.keys() == expected.keys()
         for unit, want in expected.items():
