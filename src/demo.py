@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -22,7 +22,9 @@ from closedloop.domain.access import Role
 from closedloop.domain.awards import AwardKind
 from closedloop.domain.context import acting_as
 from closedloop.domain.duties import DutyTier
+from closedloop.domain.errors import DomainError
 from closedloop.domain.problems import ProblemSource, Severity
+from closedloop.domain.scoring import AwardRule, ScoringPolicy
 from closedloop.domain.service import ClosedLoop
 from closedloop.domain.targets import Direction, EffectMethod, Indicator
 from closedloop.domain.units import UnitKind
@@ -1104,6 +1106,36 @@ SUCCESSOR = DutySpec(
 
 Q1_CLOSING_REASON = "一季度效果确认（自查自评、组织检查）全部完成，按期关闭第一季度"
 
+# The cycle's scoring policy: the standing weights, with the bureau's rules for rewards and
+# penalties, which settlement applies to the ranking each quarter.
+DEMO_POLICY = ScoringPolicy(
+    award_rules=(
+        AwardRule("季度综合排名第一名表扬", "reward", "rank", Decimal(1), Decimal(3)),
+        AwardRule("季度综合得分后10%约谈", "penalty", "bottom_share", Decimal("0.1")),
+        AwardRule("季度综合得分低于60分通报", "penalty", "below", Decimal(60), Decimal(2)),
+    )
+)
+# Q1 is settled once the quarter has ended, then reopened for a correction and settled again.
+Q1_SETTLED_AT = at(4, 10, 10)
+Q1_REOPEN_REASON = (
+    "青龙山林场反映一季度组织检查复核结果漏录，经党委会2026年第7次会议同意，重新开启一季度结算"
+)
+Q1_CORRECTION = (
+    "u-nanling",
+    "br-nanling",
+    Decimal(118),
+    "复核：南岭林场党支部责任区补植8亩漏录，组织检查结果更正为118亩（党委会2026年第7次会议同意）",
+)
+Q1_RESETTLED_AT = at(4, 12, 10)
+# From Q3 the bureau weighs process harder (党委会2026年第12次会议).
+H2_POLICY = ScoringPolicy(
+    overdue_measure_deduction=Decimal(8),
+    award_rules=DEMO_POLICY.award_rules,
+)
+H2_POLICY_REASON = "下半年起加大过程考核力度：逾期措施每项扣8分（党委会2026年第12次会议决定）"
+# The daily deadline check as it ran on the morning of 1 June.
+DEADLINE_CHECK_AT = at(6, 1, 0, 15)
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -1211,12 +1243,16 @@ class _DemoYear:
         self.follow_up_meeting()
         self.confirm_q1_effects()  # April
         self.close_q1()
+        self.settle_q1()
+        self.correct_q1()
         self.rectify()
         self.reward_and_penalise()
         self.rotate_fire_department_head()
         self.update_measures(SPRING_MEASURE_UPDATES, "spring")  # April and May
         self.update_problems(SPRING_PROBLEM_UPDATES, "spring")
         self.revoke_award()
+        self.check_deadlines()  # 1 June
+        self.revise_policy_for_h2()
 
     @contextmanager
     def acting(self, actor: str, step: str) -> Iterator[None]:
@@ -1255,7 +1291,9 @@ class _DemoYear:
     def open_cycle(self) -> None:
         with self.acting(ADMIN, "02-cycle"):
             self.cycle_id = self.app.open_cycle(
-                year=YEAR, name=f"某市林业局{YEAR}年度党建工作“六个确认”闭环考核"
+                year=YEAR,
+                name=f"某市林业局{YEAR}年度党建工作“六个确认”闭环考核",
+                policy=DEMO_POLICY,
             ).id
 
     def assign_duties(self, duties: tuple[DutySpec, ...]) -> None:
@@ -1526,6 +1564,44 @@ class _DemoYear:
     def close_q1(self) -> None:
         with self.acting(ORGANISATION, "16-close/Q1"):
             self.app.close_stage(self.cycle, stage="Q1", reason=Q1_CLOSING_REASON)
+
+    def settle_q1(self) -> None:
+        with self.acting(ADMIN, "16-settle/Q1"):
+            self.app.settle_stage(self.cycle, stage="Q1", now=Q1_SETTLED_AT, zone=CST)
+
+    def correct_q1(self) -> None:
+        """Reopen the settled Q1 for a correction with its reason, correct, settle again."""
+        with self.acting(ADMIN, "16-settle/Q1/reopen"):
+            self.app.reopen_stage(self.cycle, stage="Q1", reason=Q1_REOPEN_REASON)
+        target, unit, value, reason = Q1_CORRECTION
+        with self.acting(ORGANISATION, "16-settle/Q1/correction"):
+            self.app.confirm_effect(
+                self.targets[target],
+                stage="Q1",
+                method=EffectMethod.INSPECTION,
+                unit_id=self.units[unit],
+                result=value,
+                evidence=EVIDENCE[target][1],
+                confirmed_at=Q1_RESETTLED_AT,
+                reason=reason,
+            )
+        with self.acting(ADMIN, "16-settle/Q1/round-2"):
+            self.app.close_stage(self.cycle, stage="Q1", reason=Q1_CLOSING_REASON)
+            self.app.settle_stage(self.cycle, stage="Q1", now=Q1_RESETTLED_AT, zone=CST)
+
+    def check_deadlines(self) -> None:
+        """The daily job's run on 1 June: every item past its deadline and unfinished."""
+        items = [*self.measures.values(), *self.rectifications.values(), *self.problems.values()]
+        with self.acting("scheduler", "21-deadlines/2026-06-01"):
+            for item in items:
+                with suppress(DomainError):
+                    self.app.record_deadline_missed(item, now=DEADLINE_CHECK_AT, zone=CST)
+
+    def revise_policy_for_h2(self) -> None:
+        with self.acting(ADMIN, "22-policy/H2"):
+            self.app.revise_policy(
+                self.cycle, policy=H2_POLICY, from_stage="Q3", reason=H2_POLICY_REASON
+            )
 
     def rectify(self) -> None:
         for r in RECTIFICATIONS:

@@ -3,8 +3,9 @@
 The policy in force for a stage is the last one set from that stage or an earlier one; a cycle
 that never set one scores by :data:`~closedloop.domain.scoring.DEFAULT_POLICY`. A policy may be
 revised, with a reason, from any stage onwards as long as no stage it would affect is settled.
-A settled stage accepts no effect confirmations; an admin may reopen it, with a reason, after
-which it can be settled again (the next settlement round).
+A settled stage accepts no effect confirmations; an admin may reopen it, with a reason: the
+stage then takes corrections (effect confirmations) again and is settled anew (the next
+settlement round).
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ class Cycle(LoopAggregate):
         settlement_id: UUID
 
         def apply(self, cycle: Cycle) -> None:
+            # Reopened for corrections: the stage takes effect confirmations again until it is
+            # closed or settled anew.
             cycle.settlements = {k: v for k, v in cycle.settlements.items() if k != self.stage}
+            cycle.closed_stages = tuple(s for s in cycle.closed_stages if s != self.stage)
             cycle.settlement_rounds = {
                 **cycle.settlement_rounds,
                 self.stage: cycle.settlement_round(self.stage) + 1,

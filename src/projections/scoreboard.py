@@ -438,6 +438,7 @@ class _Batch:
         self.stage_rows: list[tuple[str, str, int, str, str]] = []
         self.stages: dict[str, list[_StageInfo]] = {}
         self.closed: list[tuple[str, str]] = []
+        self.reopened: list[tuple[str, str]] = []
         self.targets: dict[str, _Target] = {}
         self.results: dict[str, _Result] = {}
         self.touched_results: set[str] = set()
@@ -621,6 +622,7 @@ class _Batch:
             if stage.key == event.stage:
                 stage.closed = True
         self.closed.append((cycle_id, event.stage))
+        self.reopened = [key for key in self.reopened if key != (cycle_id, event.stage)]
 
     def _policy_set(self, event: Cycle.ScoringPolicySet) -> None:
         cycle_id = self.ids[event.originator_id]
@@ -680,7 +682,14 @@ class _Batch:
         self.settlement_ops.append(("settled", event))
 
     def _stage_reopened(self, event: Cycle.StageReopened) -> None:
-        self.settlement_ops.append(("reopened", (self.ids[event.originator_id], event.stage)))
+        cycle_id = self.ids[event.originator_id]
+        self.settlement_ops.append(("reopened", (cycle_id, event.stage)))
+        # A reopened stage takes effect confirmations again: it is no longer closed.
+        for stage in self._stages(cycle_id):
+            if stage.key == event.stage:
+                stage.closed = False
+        self.closed = [key for key in self.closed if key != (cycle_id, event.stage)]
+        self.reopened.append((cycle_id, event.stage))
 
     # targets and effects
 
@@ -883,11 +892,12 @@ class _Batch:
             "cycle_id, stage",
             (),
         )
-        if self.closed:
-            cursor.executemany(
-                f"UPDATE {STAGES} SET closed = 1 WHERE cycle_id = %s AND stage = %s",
-                self.closed,
-            )
+        for flag, stages in ((0, self.reopened), (1, self.closed)):
+            if stages:
+                cursor.executemany(
+                    f"UPDATE {STAGES} SET closed = {flag} WHERE cycle_id = %s AND stage = %s",
+                    stages,
+                )
         changed = sorted((k, t) for k, t in self.targets.items() if t.changed)
         _upsert(
             cursor,
@@ -1059,11 +1069,12 @@ class _Batch:
             self.cursor.executemany(
                 f"DELETE FROM {ROWS} WHERE cycle_id = %s AND stage = %s AND unit_id = %s", deletes
             )
-        for cycle_id, stage_key in self.closed:
-            self.cursor.execute(
-                f"UPDATE {ROWS} SET stage_closed = 1 WHERE cycle_id = %s AND stage = %s",
-                [cycle_id, stage_key],
-            )
+        for flag, stages in ((0, self.reopened), (1, self.closed)):
+            for cycle_id, stage_key in stages:
+                self.cursor.execute(
+                    f"UPDATE {ROWS} SET stage_closed = {flag} WHERE cycle_id = %s AND stage = %s",
+                    [cycle_id, stage_key],
+                )
 
     def _write_settlements(self) -> None:
         cursor = self.cursor

@@ -137,10 +137,19 @@ def test_history_names_who_acted(open_app: ClosedLoop) -> None:
     history = open_app.history(summary.cycle_id)
     assert [(entry.type, entry.actor) for entry in history] == [
         ("CycleOpened", "admin"),
+        ("ScoringPolicySet", "admin"),
         ("StageClosed", "staff:organisation-dept"),
+        ("SettlementRecorded", "admin"),
+        ("StageReopened", "admin"),
+        ("StageClosed", "admin"),
+        ("SettlementRecorded", "admin"),
+        ("ScoringPolicySet", "admin"),
     ]
-    assert history[-1].data == {"stage": "Q1"}
-    assert history[-1].reason
+    closed = history[2]
+    assert closed.data == {"stage": "Q1"} and closed.reason
+    # Corrections after settlement are events with a reason; the policy revision too.
+    assert history[4].reason and history[-1].reason
+    assert history[-1].data["from_stage"] == "Q3"
     assert all(entry.correlation_id.startswith("demo-2026/") for entry in history)
     actors = Counter(e.actor for e in recorded_events(open_app))
     assert actors["admin"] < summary.total_events / 4
