@@ -32,7 +32,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 from uuid import UUID
@@ -48,6 +48,7 @@ from closedloop.domain.context import acting_as
 from closedloop.domain.cycles import Stage, quarters
 from closedloop.domain.duties import DutyTier
 from closedloop.domain.problems import DISPATCHABLE_KINDS, ProblemSource, Severity
+from closedloop.domain.scoring import AwardRule, ScoringPolicy
 from closedloop.domain.service import ClosedLoop
 from closedloop.domain.targets import Direction, EffectMethod, Indicator, IndicatorKind
 from closedloop.domain.units import UnitKind
@@ -55,6 +56,17 @@ from closedloop.domain.units import UnitKind
 __all__ = ["DEFAULT_DENSITY", "MIN_UNITS", "Density", "generate_year"]
 
 CST = timezone(timedelta(hours=8), "CST")  # Asia/Shanghai
+SCHEDULER = "scheduler"
+# Rules settlement applies to each quarter's ranking; from Q4 overdue measures cost more.
+GENERATED_POLICY = ScoringPolicy(
+    award_rules=(
+        AwardRule("季度排名前三表扬", "reward", "rank", Decimal(3), Decimal(2)),
+        AwardRule("季度后5%约谈", "penalty", "bottom_share", Decimal("0.05")),
+    )
+)
+LATER_POLICY = ScoringPolicy(
+    overdue_measure_deduction=Decimal(8), award_rules=GENERATED_POLICY.award_rules
+)
 ADMIN = "admin"
 ORGANISATION = "staff:organisation-dept"  # 党委组织部: duties, targets, meetings, awards
 INSPECTOR = "inspector:discipline-office"  # 纪委办公室: inspections and rectifications
@@ -481,6 +493,7 @@ class _Year:
         self.scores: dict[str, dict[str, list[Decimal]]] = {}  # stage -> unit -> scores
         self.rejected: dict[str, list[str]] = {}  # stage -> units whose rectification bounced
         self.awards: list[tuple[str, AwardKind]] = []
+        self.missed: set[str] = set()  # measures whose missed deadline is on record
         self.count = _Counters()
         self.once: set[str] = set()  # rare events that must happen at least once
         self.siblings: dict[tuple[str, UnitKind], list[str]] = {}
@@ -544,9 +557,15 @@ class _Year:
         self.hold_meetings(number, stage)
         self.rectify(stage)
         self.confirm_effects(number, stage)
+        self.record_missed_deadlines(stage)
+        if number == 3:
+            self.revise_policy(self.stages[number])
         if number < len(self.stages):
             self.close_stage(stage)
             self.reward_and_penalise(stage)
+            self.settle(stage)
+        if number == 2:
+            self.reopen_and_settle_again(stage)
         if number == 3:
             self.revoke_an_award()
 
@@ -623,7 +642,9 @@ class _Year:
     def open_cycle(self) -> None:
         with self.acting(ADMIN, "02-cycle"):
             self.ids["cycle"] = self.app.open_cycle(
-                year=self.year, name=f"{self.year}年度党建工作“六个确认”闭环考核"
+                year=self.year,
+                name=f"{self.year}年度党建工作“六个确认”闭环考核",
+                policy=GENERATED_POLICY,
             ).id
 
     def assign_duties(self) -> None:
@@ -1322,6 +1343,48 @@ class _Year:
             self.app.close_stage(
                 self.cycle, stage=stage.key, reason=f"{stage.key}效果确认完成，按期关闭"
             )
+
+    def record_missed_deadlines(self, stage: Stage) -> None:
+        """The daily job's findings: measures still open the morning after their deadline."""
+        for measure in self.measures.values():
+            if (
+                measure.status == "open"
+                and measure.deadline < stage.ends_on
+                and measure.key not in self.missed
+            ):
+                self.missed.add(measure.key)
+                noticed = datetime.combine(
+                    measure.deadline + timedelta(days=1), time(0, 15), tzinfo=CST
+                )
+                with self.acting(SCHEDULER, f"22-deadlines/{measure.key}"):
+                    self.app.record_deadline_missed(self.ids[measure.key], now=noticed, zone=CST)
+
+    def revise_policy(self, from_stage: Stage) -> None:
+        with self.acting(ADMIN, f"23-policy/{from_stage.key}"):
+            self.app.revise_policy(
+                self.cycle,
+                policy=LATER_POLICY,
+                from_stage=from_stage.key,
+                reason=f"自{from_stage.key}起逾期措施每项扣8分（党委会决定）",
+            )
+
+    def settle(self, stage: Stage) -> None:
+        with self.acting(ADMIN, f"24-settle/{stage.key}"):
+            self.app.settle_stage(
+                self.cycle, stage=stage.key, now=self.after_cutoff(stage), zone=CST
+            )
+
+    def reopen_and_settle_again(self, stage: Stage) -> None:
+        with self.acting(ADMIN, f"24-settle/{stage.key}/reopen"):
+            self.app.reopen_stage(
+                self.cycle, stage=stage.key, reason="复核发现结算所依据的检查结果有误，重新结算"
+            )
+        self.close_stage(stage)
+        self.settle(stage)
+
+    @staticmethod
+    def after_cutoff(stage: Stage) -> datetime:
+        return datetime.combine(stage.ends_on + timedelta(days=5), time(10), tzinfo=CST)
 
     def reward_and_penalise(self, stage: Stage) -> None:
         averages = {

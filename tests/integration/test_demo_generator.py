@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -80,14 +81,21 @@ def recorded_events(app: ClosedLoop, after: int = 0) -> list[LoopEvent]:
     return events
 
 
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _plain(value: Any) -> Any:
-    """A payload value without generated ids: those differ between two runs by design."""
+    """A payload value without generated ids: those differ between two runs by design, and so
+    do the digests over them and the order of units tied in a ranking (listed by id)."""
     if isinstance(value, UUID):
         return "<id>"
+    if isinstance(value, str):
+        return UUID_TEXT.sub("<id>", value)
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        plain = [_plain(v) for v in value]
+        return sorted(plain, key=repr) if plain and isinstance(value[0], dict) else plain
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items() if not k.endswith("digest")}
     return value
 
 
@@ -104,7 +112,7 @@ def story(app: ClosedLoop) -> list[tuple[Any, ...]]:
             {
                 k: _plain(v)
                 for k, v in vars(e).items()
-                if k not in METADATA_FIELDS and k != "token_digest"
+                if k not in METADATA_FIELDS and not k.endswith("digest")
             },
         )
         for e in recorded_events(app)
