@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
+from uuid import UUID
 
 from closedloop.store.sql import Cursor, Row
 
@@ -26,6 +27,24 @@ INTEGER_COLUMNS = frozenset(
         "listed",
     }
 )
+
+
+# Text of the ids met lately, by their integer (a slot read, hashed in C: cheaper than hashing
+# the UUID itself); dropped whole when full.
+_ID_TEXTS: dict[int, str] = {}
+_ID_TEXTS_LIMIT = 1 << 17
+
+
+def id_text(value: UUID) -> str:
+    """``str(value)``, remembered: the same ids recur through a batch and every read model, and
+    formatting a UUID costs several times a look-up."""
+    key = value.int
+    text = _ID_TEXTS.get(key)
+    if text is None:
+        if len(_ID_TEXTS) >= _ID_TEXTS_LIMIT:
+            _ID_TEXTS.clear()
+        text = _ID_TEXTS[key] = str(value)
+    return text
 
 
 def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

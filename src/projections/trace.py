@@ -50,9 +50,9 @@ from closedloop.domain.problems import Problem
 from closedloop.domain.rectifications import Rectification
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
-from closedloop.projections.audit import jsonable, utc_text
+from closedloop.projections.audit import compact_json, jsonable, utc_text
 from closedloop.projections.base import Positioned, Projection
-from closedloop.projections.rows import insert_rows, select_in
+from closedloop.projections.rows import id_text, insert_rows, select_in
 from closedloop.store.sql import Cursor, Database
 
 TARGETS = "trace_targets"
@@ -124,8 +124,31 @@ SUMMARIES: dict[type[Any], Callable[[Any], str]] = {
 
 
 @functools.cache
-def _untraced(event_class: type[LoopEvent]) -> bool:
-    return issubclass(event_class, UNTRACED)
+def _route(event_class: type[LoopEvent]) -> str | None:
+    """The :class:`_Batch` method that applies events of this class (None: not traced).
+
+    Decided once per class: an isinstance chain per event cost more than the work it chose.
+    """
+    for bases, method in (
+        (UNTRACED, None),
+        (TARGET_EVENTS, "apply_target"),
+        ((Meeting.MeetingConvened,), "meeting_convened"),
+        (MEETING_EVENTS, "apply_meeting"),
+        ((Problem.ProblemFound,), "problem_found"),
+        ((Measure.MeasureAdopted,), "measure_adopted"),
+        ((Rectification.RectificationOrdered,), "rectification_ordered"),
+        ((Duty.DutyAssigned,), "duty_assigned"),
+        ((Award.AwardIssued,), "award_issued"),
+        ((Aggregate.Created,), None),
+    ):
+        if issubclass(event_class, bases):
+            return method
+    return "item_changed"
+
+
+@functools.cache
+def _created(event_class: type[LoopEvent]) -> bool:
+    return issubclass(event_class, Aggregate.Created)
 
 
 def summary_of(event: LoopEvent) -> str:
@@ -136,16 +159,21 @@ def summary_of(event: LoopEvent) -> str:
 
 def meeting_item_id(meeting_id: UUID, unit_id: UUID) -> str:
     """A unit's report at one meeting: the report, its scores and its reviews."""
-    return f"{meeting_id}/{unit_id}"
+    return f"{id_text(meeting_id)}/{id_text(unit_id)}"
 
 
 def effect_item_id(event: Target.EffectConfirmed) -> str:
     """One confirmed effect: a correction confirms the same stage, method and unit again."""
-    return f"{event.originator_id}/{event.stage}/{event.method.value}/{event.unit_id}"
+    target, unit = id_text(event.originator_id), id_text(event.unit_id)
+    return f"{target}/{event.stage}/{event.method.value}/{unit}"
 
 
 TARGET_COLUMNS = ("target_id", "cycle_id", "title", "status", "detail", "position")
 ITEM_COLUMNS = ("item_id", "kind", "cycle_id", "unit_id", "title", "status", "detail", "position")
+
+
+def _text(value: UUID | str) -> str:
+    return id_text(value) if isinstance(value, UUID) else value
 
 
 def _row(values: dict[str, Any], columns: Sequence[str]) -> list[Any]:
@@ -154,7 +182,7 @@ def _row(values: dict[str, Any], columns: Sequence[str]) -> list[Any]:
 
 def _dump(value: dict[str, Any]) -> str:
     """Details are JSON-ready already (made so by :func:`jsonable` when set)."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return compact_json(value)
 
 
 class Trace(Projection):
@@ -244,31 +272,33 @@ class _Batch:
         units: dict[str, None] = {}
         target_units: dict[str, None] = {}
         for _, event in events:
-            if _untraced(type(event)):
+            route = _route(type(event))
+            if route is None:
                 continue
-            origin = str(event.originator_id)
-            if isinstance(event, Target.TargetSet):
-                target_units.update((str(u), None) for u in event.applies_to)
-            elif isinstance(event, TARGET_EVENTS):
-                targets[origin] = None
+            origin = id_text(event.originator_id)
+            if route == "apply_target":
+                if isinstance(event, Target.TargetSet):
+                    target_units.update((id_text(u), None) for u in event.applies_to)
+                else:
+                    targets[origin] = None
                 if isinstance(event, Target.TargetContracted):
                     contracted[origin] = None
-                    target_units[str(event.lead_unit_id)] = None
-                    target_units.update((str(u), None) for u in event.responsible_unit_ids)
+                    target_units[id_text(event.lead_unit_id)] = None
+                    target_units.update((id_text(u), None) for u in event.responsible_unit_ids)
                 if isinstance(event, Target.EffectConfirmed):
                     items[effect_item_id(event)] = None
-            elif isinstance(event, MEETING_EVENTS):
+            elif route == "apply_meeting":
                 meetings[origin] = None
-                items[meeting_item_id(event.originator_id, event.unit_id)] = None
-                units[str(event.unit_id)] = None
-            elif not isinstance(event, Aggregate.Created):
+                items[meeting_item_id(event.originator_id, event.unit_id)] = None  # type: ignore[attr-defined]
+                units[id_text(event.unit_id)] = None  # type: ignore[attr-defined]
+            elif not _created(type(event)):
                 items[origin] = None
             if isinstance(event, Measure.MeasureAdopted):
-                problems.update((str(p), None) for p in event.problem_ids)
-            if isinstance(event, Rectification.RectificationOrdered) and event.problem_id:
-                problems[str(event.problem_id)] = None
-            if isinstance(event, Duty.DutyAssigned | Award.AwardIssued) and event.unit_id:
-                units[str(event.unit_id)] = None
+                problems.update((id_text(p), None) for p in event.problem_ids)
+            elif isinstance(event, Rectification.RectificationOrdered) and event.problem_id:
+                problems[id_text(event.problem_id)] = None
+            elif isinstance(event, Duty.DutyAssigned | Award.AwardIssued) and event.unit_id:
+                units[id_text(event.unit_id)] = None
         self.target_rows(list(targets))
         self.item_rows(list(items))
         self.meeting_rows(list(meetings))
@@ -391,8 +421,8 @@ class _Batch:
         item = {
             "item_id": item_id,
             "kind": kind,
-            "cycle_id": str(cycle_id) if cycle_id else None,
-            "unit_id": str(unit_id) if unit_id else None,
+            "cycle_id": _text(cycle_id) if cycle_id else None,
+            "unit_id": _text(unit_id) if unit_id else None,
             "title": title,
             "status": status,
             "detail": jsonable(detail),
@@ -431,41 +461,27 @@ class _Batch:
     # --- events ------------------------------------------------------------------------------
 
     def apply(self, event: LoopEvent, position: int) -> None:
-        if _untraced(type(event)):
-            return
-        if isinstance(event, TARGET_EVENTS):
-            self.apply_target(event, position)
-        elif isinstance(event, Meeting.MeetingConvened):
-            meeting = {
-                "meeting_id": str(event.originator_id),
-                "cycle_id": str(event.cycle_id),
-                "stage": event.stage,
-                "title": event.title,
-                "held_on": event.held_on.isoformat(),
-            }
-            self.meetings[meeting["meeting_id"]] = meeting
-            self.new_meetings.append(list(meeting.values()))
-        elif isinstance(event, MEETING_EVENTS):
-            self.apply_meeting(event, position)
-        elif isinstance(event, Problem.ProblemFound):
-            self.problem_found(event, position)
-        elif isinstance(event, Measure.MeasureAdopted):
-            self.measure_adopted(event, position)
-        elif isinstance(event, Rectification.RectificationOrdered):
-            self.rectification_ordered(event, position)
-        elif isinstance(event, Duty.DutyAssigned):
-            self.duty_assigned(event, position)
-        elif isinstance(event, Award.AwardIssued):
-            self.award_issued(event, position)
-        elif not isinstance(event, Aggregate.Created):
-            self.item_changed(event, position)
+        route = _route(type(event))
+        if route is not None:
+            getattr(self, route)(event, position)
+
+    def meeting_convened(self, event: Meeting.MeetingConvened, position: int) -> None:
+        meeting = {
+            "meeting_id": id_text(event.originator_id),
+            "cycle_id": id_text(event.cycle_id),
+            "stage": event.stage,
+            "title": event.title,
+            "held_on": event.held_on.isoformat(),
+        }
+        self.meetings[meeting["meeting_id"]] = meeting
+        self.new_meetings.append(list(meeting.values()))
 
     def apply_target(self, event: LoopEvent, position: int) -> None:
-        target_id = str(event.originator_id)
+        target_id = id_text(event.originator_id)
         if isinstance(event, Target.TargetSet):
             target = {
                 "target_id": target_id,
-                "cycle_id": str(event.cycle_id),
+                "cycle_id": id_text(event.cycle_id),
                 "title": event.title,
                 "status": "active",
                 "detail": jsonable(
@@ -480,9 +496,9 @@ class _Batch:
             }
             self.targets[target_id] = self.dirty_targets[target_id] = target
             self.target_units[target_id] = set()
-            for unit in dict.fromkeys(str(u) for u in event.applies_to):
+            for unit in dict.fromkeys(id_text(u) for u in event.applies_to):
                 self.add_target_unit(target_id, unit, APPLIES_TO, target["cycle_id"])
-            self.link_existing(target, [str(u) for u in event.applies_to], same_cycle=True)
+            self.link_existing(target, [id_text(u) for u in event.applies_to], same_cycle=True)
             self.record(target_id, event, position)
             return
         self.target_rows([target_id])
@@ -508,8 +524,8 @@ class _Batch:
                 }
             )
             self.units_of_targets([target_id])
-            roles = [(str(event.lead_unit_id), LEAD)]
-            roles += [(str(unit), RESPONSIBLE) for unit in event.responsible_unit_ids]
+            roles = [(id_text(event.lead_unit_id), LEAD)]
+            roles += [(id_text(unit), RESPONSIBLE) for unit in event.responsible_unit_ids]
             fresh = [
                 unit
                 for unit, role in roles
@@ -570,7 +586,7 @@ class _Batch:
         position: int,
     ) -> None:
         unit_id = event.unit_id
-        meeting_id = str(event.originator_id)
+        meeting_id = id_text(event.originator_id)
         self.meeting_rows([meeting_id])
         meeting = self.meetings.get(meeting_id)
         if meeting is None:
@@ -596,12 +612,12 @@ class _Batch:
                     "scores": {},
                 },
             )
-            targets = self.targets_applying_to(str(unit_id), meeting["cycle_id"])
+            targets = self.targets_applying_to(id_text(unit_id), meeting["cycle_id"])
             self.link(targets, item_id, "meeting")
         if isinstance(event, Meeting.ReportDelivered):
-            item["detail"]["reporter_id"] = str(event.reporter_id)
+            item["detail"]["reporter_id"] = id_text(event.reporter_id)
         elif isinstance(event, Meeting.ScoreCast):
-            item["detail"]["scores"][str(event.rater_id)] = str(event.score)
+            item["detail"]["scores"][id_text(event.rater_id)] = str(event.score)
         self.touch(item)
         self.record(item_id, event, position)
 
@@ -617,7 +633,7 @@ class _Batch:
         if event.target_id is None:
             return
         item = self.new_item(
-            str(event.originator_id),
+            id_text(event.originator_id),
             "problem",
             position,
             title=event.title,
@@ -634,22 +650,22 @@ class _Batch:
                 "escalated_to": None,
             },
         )
-        self.link([str(event.target_id)], item["item_id"], "problem")
+        self.link([id_text(event.target_id)], item["item_id"], "problem")
         self.record(item["item_id"], event, position)
 
     def targets_via_problems(self, problem_ids: Iterable[UUID | None]) -> set[str]:
-        ids = [str(p) for p in problem_ids if p is not None]
+        ids = [id_text(p) for p in problem_ids if p is not None]
         self.links_of(ids)
         return {target for problem in ids for target in self.links[problem]}
 
     def measure_adopted(self, event: Measure.MeasureAdopted, position: int) -> None:
         targets = self.targets_via_problems(event.problem_ids)
         if event.target_id is not None:
-            targets.add(str(event.target_id))
+            targets.add(id_text(event.target_id))
         if not targets:
             return
         item = self.new_item(
-            str(event.originator_id),
+            id_text(event.originator_id),
             "measure",
             position,
             title=event.title,
@@ -672,11 +688,11 @@ class _Batch:
     def rectification_ordered(self, event: Rectification.RectificationOrdered, pos: int) -> None:
         targets = self.targets_via_problems([event.problem_id])
         if event.target_id is not None:
-            targets.add(str(event.target_id))
+            targets.add(id_text(event.target_id))
         if not targets:
             return
         item = self.new_item(
-            str(event.originator_id),
+            id_text(event.originator_id),
             "rectification",
             pos,
             title=event.requirement,
@@ -696,9 +712,9 @@ class _Batch:
         self.record(item["item_id"], event, pos)
 
     def duty_assigned(self, event: Duty.DutyAssigned, position: int) -> None:
-        unit_id = str(event.unit_id)
+        unit_id = id_text(event.unit_id)
         item = self.new_item(
-            str(event.originator_id),
+            id_text(event.originator_id),
             "duty",
             position,
             title=event.tier.value,
@@ -720,9 +736,9 @@ class _Batch:
     def award_issued(self, event: Award.AwardIssued, position: int) -> None:
         if event.unit_id is None:
             return
-        unit_id = str(event.unit_id)
+        unit_id = id_text(event.unit_id)
         item = self.new_item(
-            str(event.originator_id),
+            id_text(event.originator_id),
             "award",
             position,
             title=event.basis,
@@ -737,11 +753,13 @@ class _Batch:
                 "rule": event.rule,
             },
         )
-        self.link(self.targets_applying_to(unit_id, str(event.cycle_id)), item["item_id"], "award")
+        self.link(
+            self.targets_applying_to(unit_id, id_text(event.cycle_id)), item["item_id"], "award"
+        )
         self.record(item["item_id"], event, position)
 
     def item_changed(self, event: LoopEvent, position: int) -> None:
-        item_id = str(event.originator_id)
+        item_id = id_text(event.originator_id)
         self.item_rows([item_id])
         item = self.items.get(item_id)
         if item is None:
@@ -751,10 +769,10 @@ class _Batch:
             item["status"] = status
         detail = item["detail"]
         if isinstance(event, Problem.ProblemDispatched):
-            detail["dispatched_to"] = str(event.to_unit_id)
+            detail["dispatched_to"] = id_text(event.to_unit_id)
             detail["deadline"] = event.deadline.isoformat()
         elif isinstance(event, Problem.ProblemEscalated):
-            detail["escalated_to"] = str(event.leader_id)
+            detail["escalated_to"] = id_text(event.leader_id)
         elif isinstance(event, Measure.MeasureProgressReported):
             detail["progress"] = event.percent
         elif isinstance(event, Measure.MeasureCompleted):
