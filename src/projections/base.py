@@ -7,17 +7,24 @@ back: rows are never doubled or lost. A failing event stops that projection wher
 never skipped); the others go on.
 
 Events are read and decoded once per batch and handed to every projection that needs them;
-projections apply a whole batch at a time, so they can read and write their rows in bulk.
+projections apply a whole batch at a time, so they can read and write their rows in bulk. All
+the projections' shares of a batch commit together, each in a savepoint of its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, NamedTuple
+from uuid import UUID
+
+from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper
 
 from closedloop.domain.base import LoopEvent
 from closedloop.domain.service import ClosedLoop
@@ -111,6 +118,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.failures: dict[str, ProjectionFailed] = {}
+        self.mapper = _sharing_mapper(app.mapper)
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -163,13 +171,17 @@ class ProjectionRunner:
             if not batch:
                 break
             read += len(batch)
-            for projection in healthy:
-                try:
-                    self._apply(projection, positions[projection.name], batch)
-                except PositionGuardFailed:
-                    continue
-                except ProjectionFailed as failure:
-                    failed[projection.name] = failure
+            # One transaction (one commit, one fsync on SQLite) for every projection's share of
+            # the batch; each share in its own savepoint, so a failing or overtaken projection
+            # rolls back alone and the others still commit.
+            with self.db.transaction() as cursor:
+                for projection in healthy:
+                    try:
+                        self._apply(cursor, projection, positions[projection.name], batch)
+                    except PositionGuardFailed:
+                        continue
+                    except ProjectionFailed as failure:
+                        failed[projection.name] = failure
         self.failures.update(failed)
         for name in {p.name for p in wanted} - failed.keys():
             self.failures.pop(name, None)
@@ -181,7 +193,7 @@ class ProjectionRunner:
         notifications = self.app.recorder.select_notifications(
             start=after + 1, limit=self.batch_size
         )
-        decode = self.app.mapper.to_domain_event
+        decode = self.mapper.to_domain_event
         batch = []
         for notification in notifications:
             event = decode(notification)
@@ -192,11 +204,14 @@ class ProjectionRunner:
             batch.append(Positioned(notifications[-1].id, _Skip()))  # type: ignore[arg-type]
         return batch
 
-    def _apply(self, projection: Projection, start: int, batch: Sequence[Positioned]) -> None:
+    def _apply(
+        self, cursor: Cursor, projection: Projection, start: int, batch: Sequence[Positioned]
+    ) -> None:
         events = [item for item in batch if item.position > start]
         if not events:
             return
-        with self.db.transaction() as cursor:
+        cursor.execute("SAVEPOINT projection")
+        try:
             _claim(cursor, projection.name, start, events[-1].position)
             real = [item for item in events if not isinstance(item.event, _Skip)]
             try:
@@ -205,6 +220,11 @@ class ProjectionRunner:
                 raise
             except Exception as error:
                 raise ProjectionFailed(projection.name, real[0].position, error) from error
+        except BaseException:
+            cursor.execute("ROLLBACK TO SAVEPOINT projection")
+            cursor.execute("RELEASE SAVEPOINT projection")
+            raise
+        cursor.execute("RELEASE SAVEPOINT projection")
 
     def rebuild(self, projection: Projection) -> int:
         """Replay ``projection`` from zero in one transaction: readers keep the old rows until
@@ -295,6 +315,55 @@ class ProjectionRunner:
             except Exception:
                 log.warning("LISTEN %s failed; polling until it reconnects", channel, exc_info=True)
                 self._stopping.wait(1.0)
+
+
+def _sharing_mapper(mapper: Mapper[Any]) -> Mapper[Any]:
+    """The application's mapper, decoding through a :class:`_SharingTranscoder` when it can."""
+    if type(mapper) is not Mapper or type(mapper.transcoder) is not JSONTranscoder:
+        return mapper
+    return Mapper(_SharingTranscoder(mapper.transcoder), mapper.compressor, mapper.cipher)
+
+
+class _SharingTranscoder(JSONTranscoder):
+    """Decodes as the application's transcoder does, but builds each id once and shares it.
+
+    The same few thousand ids (units, targets, cycles, people) recur through the whole log, and
+    parsing a UUID from hex costs more than the rest of its event's JSON; UUIDs are immutable,
+    so events may share them.
+    """
+
+    LIMIT = 1 << 17
+
+    def __init__(self, source: JSONTranscoder) -> None:
+        super().__init__()
+        for transcoding in source.names.values():
+            self.register(transcoding)
+        self._uuids: dict[str, UUID] = {}
+        # The library's own transcodings of times and decimals, called without their wrapper.
+        self._direct: dict[str, Callable[[str], Any]] = {
+            name: direct
+            for name, cls, direct in (
+                ("datetime_iso", DatetimeAsISO, datetime.fromisoformat),
+                ("decimal_str", DecimalAsStr, Decimal),
+            )
+            if type(self.names.get(name)) is cls
+        }
+        self.decoder = json.JSONDecoder(object_hook=self._decode_shared)
+
+    def _decode_shared(self, d: dict[str, Any]) -> Any:
+        if len(d) != 2 or "_data_" not in d:
+            return d
+        name = d.get("_type_")
+        if name == "uuid_hex":
+            text = d["_data_"]
+            found = self._uuids.get(text)
+            if found is None:
+                if len(self._uuids) >= self.LIMIT:
+                    self._uuids.clear()
+                found = self._uuids[text] = self._decode_obj(d)
+            return found
+        direct = self._direct.get(name) if isinstance(name, str) else None
+        return direct(d["_data_"]) if direct is not None else self._decode_obj(d)
 
 
 class _Skip:
