@@ -135,6 +135,20 @@ class WriteContext:
         location: str | None = None,
     ) -> JSONResponse:
         """Run ``command`` once per idempotency key, as the principal; answer with its result."""
+
+        def answer(expected_version: int | None) -> StoredResponse:
+            result = command(expected_version)
+            body = {"id": str(result.id), "version": result.version, "position": result.position}
+            headers = {"ETag": f'"{result.version}"'}
+            if location:
+                headers["Location"] = location.format(id=result.id)
+            return StoredResponse(status, body, headers)
+
+        return self.respond(answer)
+
+    def respond(self, command: Callable[[int | None], StoredResponse]) -> JSONResponse:
+        """Like :meth:`execute`, for writes that answer with more than id, version and position:
+        ``command`` returns the whole answer, which an Idempotency-Key replay repeats."""
         key = self.idempotency_key
         records = self.runtime.idempotency
         if key is not None:
@@ -169,20 +183,14 @@ class WriteContext:
                 )
         try:
             with acting_as(self.principal.actor, self.correlation_id):
-                result = command(self.expected_version)
+                answer = command(self.expected_version)
         except BaseException:
             if key is not None:
                 records.release(str(self.principal.token_id), key)
             raise
-        body = {"id": str(result.id), "version": result.version, "position": result.position}
-        headers = {"ETag": f'"{result.version}"'}
-        if location:
-            headers["Location"] = location.format(id=result.id)
         if key is not None:
-            records.complete(
-                str(self.principal.token_id), key, StoredResponse(status, body, headers)
-            )
-        return JSONResponse(body, status_code=status, headers=headers)
+            records.complete(str(self.principal.token_id), key, answer)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 async def get_write_context(
