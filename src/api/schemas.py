@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from closedloop.domain.awards import AwardKind
 from closedloop.domain.duties import DutyTier
+from closedloop.domain.errors import InvalidValue
 from closedloop.domain.problems import ProblemSource, Severity
+from closedloop.domain.scoring import DEFAULT_POLICY, AwardBasis, AwardRule, ScoringPolicy
 from closedloop.domain.targets import Direction, EffectMethod, Indicator, IndicatorKind, TargetScope
 from closedloop.domain.units import UnitKind
 
@@ -103,12 +105,110 @@ class StageIn(Body):
     ends_on: date
 
 
+Weight = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
+Share = Annotated[Decimal, Field(ge=0, le=1, max_digits=5, decimal_places=4)]
+Deduction = Annotated[Decimal, Field(ge=0, le=100, max_digits=7, decimal_places=4)]
+
+AWARD_RULES_EXAMPLE = [
+    {"name": "季度先进", "kind": "reward", "basis": "rank", "value": "1", "points": "2"},
+    {"name": "末位约谈", "kind": "penalty", "basis": "bottom_share", "value": "0.1"},
+]
+
+
+class AwardRuleIn(Body):
+    model_config = example(AWARD_RULES_EXAMPLE[0])
+
+    name: Annotated[str, _text(1, 100)] = Field(examples=["季度先进"])
+    kind: AwardKind
+    basis: AwardBasis = Field(
+        description="rank: rank at most value; top_share / bottom_share: the best / worst "
+        "share (0-1) of ranked units, ties at the boundary included; at_least / below: total "
+        "at least / below value"
+    )
+    value: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4, examples=["1"])]
+    points: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)] | None = None
+
+    def to_domain(self) -> AwardRule:
+        return AwardRule(self.name, self.kind.value, self.basis, self.value, self.points)
+
+
+class PolicyIn(Body):
+    """A cycle's scoring policy; settings left out take the defaults shown."""
+
+    model_config = example(
+        {
+            "result_weight": "0.5",
+            "process_weight": "0.3",
+            "meeting_weight": "0.2",
+            "meeting_aggregation": "trimmed",
+            "award_rules": AWARD_RULES_EXAMPLE,
+        }
+    )
+
+    result_weight: Weight = DEFAULT_POLICY.result_weight
+    process_weight: Weight = DEFAULT_POLICY.process_weight
+    meeting_weight: Weight = DEFAULT_POLICY.meeting_weight
+    self_assessment_share: Share = DEFAULT_POLICY.self_assessment_share
+    inspection_share: Share = DEFAULT_POLICY.inspection_share
+    overdue_measure_deduction: Deduction = DEFAULT_POLICY.overdue_measure_deduction
+    missed_rectification_deduction: Deduction = DEFAULT_POLICY.missed_rectification_deduction
+    unresolved_problem_deduction: Deduction = DEFAULT_POLICY.unresolved_problem_deduction
+    prominent_resolved_bonus: Deduction = DEFAULT_POLICY.prominent_resolved_bonus
+    meeting_aggregation: Literal["mean", "trimmed"] = DEFAULT_POLICY.meeting_aggregation
+    trim_min_raters: int = Field(DEFAULT_POLICY.trim_min_raters, ge=3, le=1000)
+    places: int = Field(DEFAULT_POLICY.places, ge=0, le=6)
+    award_rules: list[AwardRuleIn] = Field(default_factory=list, max_length=50)
+
+    def to_domain(self) -> ScoringPolicy:
+        """The domain's policy; a rule it breaks names its field as ``body.policy.<field>``."""
+        rules = []
+        for index, rule in enumerate(self.award_rules):
+            try:
+                rules.append(rule.to_domain())
+            except InvalidValue as error:
+                name = str(error.values.get("field", "")).rsplit(".", 1)[-1]
+                raise _rebased(error, f"policy.award_rules.{index}.{name}") from None
+        try:
+            return ScoringPolicy(
+                **self.model_dump(exclude={"award_rules"}), award_rules=tuple(rules)
+            )
+        except InvalidValue as error:
+            raise _rebased(error, f"policy.{error.values.get('field', '')}") from None
+
+
+def _rebased(error: InvalidValue, field: str) -> InvalidValue:
+    return InvalidValue(**{**error.values, "field": field})
+
+
 class CycleCreate(Body):
-    model_config = example({"year": 2026, "name": "2026年度党建工作考核"})
+    model_config = example(
+        {
+            "year": 2026,
+            "name": "2026年度党建工作考核",
+            "policy": {"result_weight": "0.6", "process_weight": "0.2", "meeting_weight": "0.2"},
+        }
+    )
 
     year: int = Field(ge=2000, le=2100, examples=[2026])
     name: Title = Field(examples=["2026年度党建工作考核"])
     stages: list[StageIn] | None = Field(None, description="default: the four quarters")
+    policy: PolicyIn | None = Field(
+        None, description="the scoring policy from the first stage; default: the standing policy"
+    )
+
+
+class PolicyRevise(Body):
+    model_config = example(
+        {
+            "from_stage": "Q3",
+            "policy": {"result_weight": "0.6", "process_weight": "0.2", "meeting_weight": "0.2"},
+            "reason": "党委会研究调整下半年考核权重",
+        }
+    )
+
+    from_stage: StageKey = Field(examples=["Q3"])
+    policy: PolicyIn
+    reason: Reason = Field(examples=["党委会研究调整下半年考核权重"])
 
 
 class StageClose(Body):
@@ -482,6 +582,82 @@ class Health(BaseModel):
     store: str
     head_position: int
     catalogue_position: int
+
+
+class PolicyOut(BaseModel):
+    cycle_id: UUID
+    stage: str = Field(description="the stage whose policy this is")
+    from_stage: str | None = Field(
+        description="the stage from which this policy was set; null: the standing default"
+    )
+    settled: bool = Field(description="the stage is settled, so its policy is frozen")
+    policy: dict[str, Any] = Field(description="every setting, Decimals as strings")
+    digest: str = Field(description="SHA-256 of the policy's canonical JSON, as settled")
+    description: dict[str, Any] = Field(description="the policy explained for readers")
+
+
+class SettledUnitOut(BaseModel):
+    unit_id: UUID
+    components: dict[str, str | None] = Field(
+        description="result, process and meeting (0-100; null when the unit had none)"
+    )
+    weights: dict[str, str] = Field(description="weights used (re-normalised when one is null)")
+    total: str | None
+    rank: int | None = Field(description="competition ranking (1224); null without a total")
+    notes: list[str]
+
+
+class SettlementAwardOut(BaseModel):
+    id: UUID
+    rule: str | None
+    kind: AwardKind
+    unit_id: UUID | None
+    points: str | None
+    basis: str
+    revoked: bool
+
+
+class SettlementInputsOut(BaseModel):
+    from_position: int = Field(description="the first notification position read (always 1)")
+    through_position: int = Field(description="the last notification position read")
+    events_read: int = Field(description="events of the cycle's aggregates in that range")
+    digest: str = Field(description="SHA-256 over those stored events, in position order")
+
+
+class SettlementOut(BaseModel):
+    id: UUID
+    cycle_id: UUID
+    stage: str
+    round: int = Field(description="1, then one more after each reopening of the stage")
+    version: int
+    settled_at: datetime
+    cutoff: datetime = Field(description="midnight after the stage's last day")
+    inputs: SettlementInputsOut
+    policy: dict[str, Any]
+    policy_digest: str
+    results_digest: str
+    published: bool
+    reopened: bool = Field(description="set aside by a reopening of the stage")
+    units: list[SettledUnitOut] = Field(description="in ranking order")
+    awards: list[SettlementAwardOut] = Field(description="issued by the policy's award rules")
+
+
+class SettlementWritten(SettlementOut):
+    created: bool = Field(description="true: settled by this request; false: already settled")
+    position: int = Field(
+        description="the position of the settlement's last event when created, else the "
+        "head position; pass it as min_position to read your own write"
+    )
+
+
+class SettlementCheckOut(BaseModel):
+    settlement_id: UUID
+    cycle_id: UUID
+    stage: str
+    round: int
+    through_position: int
+    matches: bool = Field(description="recomputing from the history gives the same figures")
+    differences: list[str] = Field(description="each recorded figure that no longer matches")
 
 
 class FieldError(BaseModel):
