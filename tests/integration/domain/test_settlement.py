@@ -138,9 +138,9 @@ class Bureau:
     leader: UUID
 
 
-def open_bureau(app: ClosedLoop, policy: ScoringPolicy = POLICY) -> Bureau:
+def open_bureau(app: ClosedLoop) -> Bureau:
     root = app.register_unit(name="党委", kind=UnitKind.COMMITTEE).id
-    cycle = app.open_cycle(year=2026, name="2026年度", policy=policy).id
+    cycle = app.open_cycle(year=2026, name="2026年度", policy=POLICY).id
     units = {
         key: app.register_unit(name=f"林场{key}", kind=UnitKind.GRASSROOTS, parent_id=root).id
         for key in EXPECTED
@@ -244,13 +244,18 @@ def events_by_type(app: ClosedLoop) -> Counter[str]:
     return counts
 
 
-SETTLEMENT_EVENTS = ("Settlement.StageSettled", "Settlement.RankingPublished")
+# What one settlement of the bureau's Q1 writes.
+ONE_SETTLEMENT = {
+    "Settlement.StageSettled": 1,
+    "Settlement.RankingPublished": 1,
+    "Cycle.SettlementRecorded": 1,
+    "Award.AwardIssued": 4,
+}
 
 
 def settlement_counts(app: ClosedLoop) -> dict[str, int]:
     counts = events_by_type(app)
-    names = (*SETTLEMENT_EVENTS, "Cycle.SettlementRecorded", "Award.AwardIssued")
-    return {name: counts[name] for name in names}
+    return {name: counts[name] for name in ONE_SETTLEMENT}
 
 
 def settled_stages(app: ClosedLoop) -> Counter[str]:
@@ -346,12 +351,7 @@ def test_a_second_settlement_finds_the_first_and_writes_nothing(
     assert first.created and first.position == head
     assert again == SettlementOutcome(first.settlement_id, False, None, 0)
     assert app.head_position() == head
-    assert settlement_counts(app) == {
-        "Settlement.StageSettled": 1,
-        "Settlement.RankingPublished": 1,
-        "Cycle.SettlementRecorded": 1,
-        "Award.AwardIssued": 4,
-    }
+    assert settlement_counts(app) == ONE_SETTLEMENT
 
 
 # --- races -------------------------------------------------------------------------------------
@@ -395,12 +395,7 @@ def test_threads_settling_at_once_make_one_settlement_and_one_set_of_awards(
 
     assert sorted(o.created for o in outcomes) == [False] * (THREADS - 1) + [True]
     assert {o.settlement_id for o in outcomes} == {settlement_id(bureau.cycle, "Q1", 1)}
-    assert settlement_counts(app) == {
-        "Settlement.StageSettled": 1,
-        "Settlement.RankingPublished": 1,
-        "Cycle.SettlementRecorded": 1,
-        "Award.AwardIssued": 4,
-    }
+    assert settlement_counts(app) == ONE_SETTLEMENT
 
 
 def helper(settings: Settings, now: datetime, *args: str) -> list[str]:
@@ -445,12 +440,7 @@ def test_two_processes_settling_at_once_make_one_settlement(
     outcomes = [line for printed_lines in lines for line in printed_lines if "created" in line]
     assert sorted(o["created"] for o in outcomes) == [False, True]
     assert {o["settlement_id"] for o in outcomes} == {str(settlement_id(bureau.cycle, "Q1", 1))}
-    assert settlement_counts(app) == {
-        "Settlement.StageSettled": 1,
-        "Settlement.RankingPublished": 1,
-        "Cycle.SettlementRecorded": 1,
-        "Award.AwardIssued": 4,
-    }
+    assert settlement_counts(app) == ONE_SETTLEMENT
 
 
 @pytest.mark.parametrize("where", ["between-saves", "inside-a-save"])
