@@ -26,7 +26,7 @@ from closedloop.domain.people import Person
 from closedloop.domain.targets import Target
 from closedloop.domain.units import Unit
 from closedloop.projections.base import Positioned, Projection
-from closedloop.projections.rows import insert_rows, select_in
+from closedloop.projections.rows import id_text, insert_rows, select_in
 from closedloop.store.sql import Cursor, Database
 
 PREFIX = "responsibility_matrix"
@@ -103,7 +103,7 @@ def insert_dicts(
 
 
 def text(value: UUID | None) -> str | None:
-    return str(value) if value is not None else None
+    return id_text(value) if value is not None else None
 
 
 def effective_day(event: LoopEvent) -> str:
@@ -178,7 +178,7 @@ class ResponsibilityMatrix(Projection):
         for position, event in events:
             if type(event) not in RELEVANT:
                 continue
-            key = str(event.originator_id)
+            key = id_text(event.originator_id)
             if isinstance(event, Unit.UnitRegistered | Unit.UnitMoved):
                 if isinstance(event, Unit.UnitRegistered):
                     row = {"id": key, "name": event.name, "kind": event.kind.value}
@@ -200,19 +200,19 @@ class ResponsibilityMatrix(Projection):
                     {
                         "id": key,
                         "name": event.name,
-                        "unit_id": str(event.unit_id),
+                        "unit_id": id_text(event.unit_id),
                         "title": event.title,
                         "position": position,
                     },
                 )
             elif isinstance(event, Person.PersonTransferred):
-                people.patch(key, unit_id=str(event.unit_id))
+                people.patch(key, unit_id=id_text(event.unit_id))
             elif isinstance(event, Target.TargetSet):
                 targets.create(
                     key,
                     {
                         "id": key,
-                        "cycle_id": str(event.cycle_id),
+                        "cycle_id": id_text(event.cycle_id),
                         "scope": event.scope.value,
                         "title": event.title,
                         "owner_unit_id": text(event.owner_unit_id),
@@ -234,11 +234,11 @@ class ResponsibilityMatrix(Projection):
                         "version": event.originator_version,
                         "effective_at": event.effective_time.isoformat(),
                         "effective_on": effective_day(event),
-                        "lead_unit_id": str(event.lead_unit_id),
+                        "lead_unit_id": id_text(event.lead_unit_id),
                         "responsible_unit_ids": json.dumps(
                             [str(unit) for unit in event.responsible_unit_ids]
                         ),
-                        "responsible_leader_id": str(event.responsible_leader_id),
+                        "responsible_leader_id": id_text(event.responsible_leader_id),
                         "reason": event.reason,
                         "position": position,
                     },
@@ -248,8 +248,8 @@ class ResponsibilityMatrix(Projection):
                     key,
                     {
                         "id": key,
-                        "person_id": str(event.person_id),
-                        "unit_id": str(event.unit_id),
+                        "person_id": id_text(event.person_id),
+                        "unit_id": id_text(event.unit_id),
                         "tier": event.tier.value,
                         "effective_from": event.effective_from.isoformat(),
                         "effective_to": None,

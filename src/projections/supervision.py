@@ -40,7 +40,7 @@ from closedloop.projections.responsibility import (
     insert_dicts,
     text,
 )
-from closedloop.projections.rows import delete_in
+from closedloop.projections.rows import delete_in, id_text
 from closedloop.store.sql import Cursor, Database
 
 PREFIX = "supervision"
@@ -139,8 +139,12 @@ class Supervision(Projection):
         for position, event in events:
             if type(event) not in RELEVANT:
                 continue
-            key = str(event.originator_id)
-            if isinstance(event, Unit.UnitRegistered):
+            key = id_text(event.originator_id)
+            change = STATUS_CHANGES.get(type(event))
+            if change is not None:  # the commonest relevant events: first, not last, in line
+                status, finished = change
+                items.patch(key, status=status, finished=finished)
+            elif isinstance(event, Unit.UnitRegistered):
                 units.create(
                     key,
                     {
@@ -153,10 +157,10 @@ class Supervision(Projection):
                 )
                 tree.place(cursor, key, text(event.parent_id), moved=False)
             elif isinstance(event, Unit.UnitMoved):
-                units.patch(key, parent_id=str(event.parent_id))
-                tree.place(cursor, key, str(event.parent_id), moved=True)
+                units.patch(key, parent_id=id_text(event.parent_id))
+                tree.place(cursor, key, id_text(event.parent_id), moved=True)
             elif isinstance(event, Unit.FirstResponsibleDesignated):
-                units.patch(key, first_responsible_id=str(event.person_id))
+                units.patch(key, first_responsible_id=id_text(event.person_id))
             elif isinstance(event, Unit.FirstResponsibleReleased):
                 units.patch(key, first_responsible_id=None)
             elif isinstance(event, Cycle.CycleOpened):
@@ -175,14 +179,16 @@ class Supervision(Projection):
                     key,
                     {
                         "id": key,
-                        "cycle_id": str(event.cycle_id),
+                        "cycle_id": id_text(event.cycle_id),
                         "title": event.title,
                         "withdrawn": 0,
                         "position": position,
                     },
                 )
                 for unit in dict.fromkeys(event.applies_to):
-                    target_units.create((key, str(unit)), {"target_id": key, "unit_id": str(unit)})
+                    target_units.create(
+                        (key, id_text(unit)), {"target_id": key, "unit_id": id_text(unit)}
+                    )
             elif isinstance(event, Target.TargetRevised):
                 if event.title:
                     targets.patch(key, title=event.title)
@@ -190,10 +196,10 @@ class Supervision(Projection):
                 targets.patch(key, withdrawn=1)
             elif isinstance(event, Target.EffectConfirmed):
                 effects.create(
-                    (key, str(event.unit_id), event.stage),
+                    (key, id_text(event.unit_id), event.stage),
                     {
                         "target_id": key,
-                        "unit_id": str(event.unit_id),
+                        "unit_id": id_text(event.unit_id),
                         "stage": event.stage,
                         "position": position,
                     },
@@ -233,11 +239,11 @@ class Supervision(Projection):
                     key,
                     listed=1,
                     status="dispatched",
-                    unit_id=str(event.to_unit_id),
+                    unit_id=id_text(event.to_unit_id),
                     deadline=event.deadline.isoformat(),
                 )
             elif isinstance(event, Problem.ProblemEscalated):
-                items.patch(key, listed=1, responsible_person_id=str(event.leader_id))
+                items.patch(key, listed=1, responsible_person_id=id_text(event.leader_id))
             elif isinstance(event, Rectification.RectificationOrdered):
                 items.create(
                     key,
@@ -253,9 +259,6 @@ class Supervision(Projection):
                         listed=1,
                     ),
                 )
-            elif type(event) in STATUS_CHANGES:
-                status, finished = STATUS_CHANGES[type(event)]
-                items.patch(key, status=status, finished=finished)
         for changes in (units, stages, targets, target_units, effects, items):
             changes.flush(cursor, self.dialect)
         tree.flush(cursor, self.dialect)
@@ -277,8 +280,8 @@ def _item(
     return {
         "id": item_id,
         "kind": kind,
-        "cycle_id": str(cycle_id),
-        "unit_id": str(unit_id),
+        "cycle_id": id_text(cycle_id),
+        "unit_id": id_text(unit_id),
         "title": title,
         "responsible_person_id": text(responsible),
         "status": status,

@@ -308,8 +308,9 @@ class _Batch:
         self.items_of_units(list(target_units))
 
     def _missing(self, cache: dict[str, Any], keys: Sequence[str]) -> list[str]:
-        missing = [key for key in dict.fromkeys(keys) if key not in cache]
+        missing = [key for key in keys if key not in cache]
         if missing:
+            missing = list(dict.fromkeys(missing))
             self.flush()
         return missing
 
