@@ -36,6 +36,7 @@ CORRELATION_PREFIX = f"demo-{YEAR}"
 ADMIN = "admin"
 ORGANISATION = "staff:organisation-dept"  # 组织人事科: duties, meetings, inspections, awards
 INSPECTOR = "inspector:discipline-office"  # 纪检监察室: inspections and rectifications
+SCHEDULER = "scheduler"  # the quarterly settlement and the daily deadline check
 
 Value = Decimal | str
 
@@ -1566,7 +1567,7 @@ class _DemoYear:
             self.app.close_stage(self.cycle, stage="Q1", reason=Q1_CLOSING_REASON)
 
     def settle_q1(self) -> None:
-        with self.acting(ADMIN, "16-settle/Q1"):
+        with self.acting(SCHEDULER, "16-settle/Q1"):
             self.app.settle_stage(self.cycle, stage="Q1", now=Q1_SETTLED_AT, zone=CST)
 
     def correct_q1(self) -> None:
@@ -1585,14 +1586,15 @@ class _DemoYear:
                 confirmed_at=Q1_RESETTLED_AT,
                 reason=reason,
             )
-        with self.acting(ADMIN, "16-settle/Q1/round-2"):
+        with self.acting(ORGANISATION, "16-settle/Q1/close-again"):
             self.app.close_stage(self.cycle, stage="Q1", reason=Q1_CLOSING_REASON)
+        with self.acting(SCHEDULER, "16-settle/Q1/round-2"):
             self.app.settle_stage(self.cycle, stage="Q1", now=Q1_RESETTLED_AT, zone=CST)
 
     def check_deadlines(self) -> None:
         """The daily job's run on 1 June: every item past its deadline and unfinished."""
         items = [*self.measures.values(), *self.rectifications.values(), *self.problems.values()]
-        with self.acting("scheduler", "21-deadlines/2026-06-01"):
+        with self.acting(SCHEDULER, "21-deadlines/2026-06-01"):
             for item in items:
                 with suppress(DomainError):
                     self.app.record_deadline_missed(item, now=DEADLINE_CHECK_AT, zone=CST)

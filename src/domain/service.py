@@ -30,7 +30,7 @@ from closedloop.domain.meetings import Meeting
 from closedloop.domain.people import Person
 from closedloop.domain.problems import Problem, ProblemSource, Severity
 from closedloop.domain.rectifications import Rectification
-from closedloop.domain.scoring import ScoringPolicy
+from closedloop.domain.scoring import Ranked, ScoringPolicy
 from closedloop.domain.settlement import (
     INPUT_KINDS,
     InputsDigest,
@@ -760,15 +760,18 @@ class ClosedLoop(Application[UUID]):
             if cycle.is_settled(stage):
                 return SettlementOutcome(cycle.settlements[stage], False, None, 0)
             inputs = self._settlement_inputs(cycle_id, through=self.head_position())
-            settlement, awards = Settlement.settle(
+            if inputs.cycle.is_settled(stage):  # settled by another while the log was read
+                return SettlementOutcome(inputs.cycle.settlements[stage], False, None, 0)
+            settlement, changed = Settlement.settle(
                 inputs=inputs, stage_key=stage, cutoff=cutoff, now=now
             )
             try:
-                recordings = self.save(settlement, inputs.cycle, *awards)
+                recordings = self.save(settlement, *changed)
             except IntegrityError:
-                continue
+                continue  # a target or the cycle moved since the inputs were read: read again
             position = recordings[-1].notification.id
-            return SettlementOutcome(settlement.id, True, position, len(awards))
+            awards = sum(isinstance(a, Award) for a in changed)
+            return SettlementOutcome(settlement.id, True, position, awards)
         cycle = self._load(Cycle, cycle_id)
         if cycle.is_settled(stage):
             return SettlementOutcome(cycle.settlements[stage], False, None, 0)
@@ -831,12 +834,17 @@ class ClosedLoop(Application[UUID]):
         cycle = self._load(Cycle, cycle_id, expected_version)
         settlement = self._load(Settlement, cycle.reopen_stage(stage, reason=reason))
         settlement.reopen(reason=reason)
+        why = f"stage {stage} reopened: {reason}"
         revoked = []
         for award in self._awards_of(settlement):
             if not award.revoked:
-                award.revoke(reason=f"stage {stage} reopened: {reason}")
+                award.revoke(reason=why)
                 revoked.append(award)
-        return self._save(cycle, settlement, *revoked)
+        inputs = self._settlement_inputs(cycle_id, through=self.head_position())
+        unsealed = [a for a in inputs.aggregates if isinstance(a, Target) and stage in a.sealed]
+        for target in unsealed:
+            target.unseal(stage, reason=why)
+        return self._save(cycle, settlement, *revoked, *unsealed)
 
     def settle_due(self, *, now: datetime, zone: tzinfo) -> list[SettlementOutcome]:
         """Settle every stage of every cycle whose cut-off has passed and is unsettled."""
@@ -872,18 +880,23 @@ class ClosedLoop(Application[UUID]):
         item.miss_deadline(now=now, zone=zone)
         return self._save(item)
 
+    def settlement_awards(self, settlement_id: UUID) -> list[Award]:
+        """The awards a settlement issued (revoked ones too, if its stage was reopened)."""
+        return self._awards_of(self.get(Settlement, settlement_id))
+
     def _awards_of(self, settlement: Settlement) -> list[Award]:
-        policy = ScoringPolicy.from_dict(settlement.policy)
+        """One per award rule and unit the rule hit, in rule then ranking order."""
+        ranked = [Ranked(u.unit_id, u.total, u.rank) for u in settlement.settled_units]
         ids = [
-            award_id(settlement.id, rule.name, unit.unit_id)
-            for rule in policy.award_rules
-            for unit in settlement.settled_units
+            award_id(settlement.id, rule.name, hit.unit_id)
+            for rule in ScoringPolicy.from_dict(settlement.policy).award_rules
+            for hit in rule.hits(ranked)
         ]
         awards = []
         for candidate in ids:
             try:
                 awards.append(self.get(Award, candidate))
-            except NotFound:
+            except NotFound:  # a rule may hit no one; an award id is derived, not stored
                 continue
         return awards
 

@@ -19,6 +19,12 @@ One settlement per cycle, stage and round: the settlement's id is derived from t
 the cycle records it in the same transaction (``Cycle.SettlementRecorded``), so a second attempt
 from another replica or a retry conflicts instead of doubling. Each award rule hit becomes one
 ``AwardIssued`` with an id derived from the settlement, the rule and the unit.
+
+Late effects: every target of the cycle is sealed for the stage in that same transaction
+(``Target.StageSealed``). An effect confirmation racing the settlement either is stored first —
+then the sealed target's version has moved, the settlement's save conflicts, and it reads its
+inputs again, this time with the effect — or comes after and is refused by the sealed target.
+No effect is ever stored for a settled stage, and none is lost silently.
 """
 
 from __future__ import annotations
@@ -298,9 +304,10 @@ class Settlement(LoopAggregate):
         stage_key: str,
         cutoff: datetime,
         now: datetime,
-    ) -> tuple[Settlement, list[Award]]:
-        """Settle the stage from ``inputs``: the settlement (figures and posted ranking), the
-        cycle's record of it, and one award per rule hit. The caller saves all of them at once."""
+    ) -> tuple[Settlement, list[LoopAggregate]]:
+        """Settle the stage from ``inputs``: the settlement (figures and posted ranking), and
+        the other aggregates it changes: the cycle's record of it, every target of the cycle
+        sealed for the stage, and one award per rule hit. The caller saves all at once."""
         cycle = inputs.cycle
         stage = cycle.stage(stage_key)
         if now < cutoff:
@@ -327,7 +334,10 @@ class Settlement(LoopAggregate):
             ],
         )
         cycle.record_settlement(stage.key, settlement.id)
-        return settlement, _awards(settlement, policy, units)
+        targets = [a for a in inputs.aggregates if isinstance(a, Target)]
+        for target in targets:
+            target.seal(stage.key, settlement_id=settlement.id)
+        return settlement, [cycle, *targets, *_awards(settlement, policy, units)]
 
     def reopen(self, *, reason: str | None) -> None:
         if self.reopened:

@@ -16,7 +16,7 @@ from closedloop.domain.base import (
     require_reason,
     require_text,
 )
-from closedloop.domain.cycles import Cycle
+from closedloop.domain.cycles import Cycle, SettledStageAcceptsNoEffects
 from closedloop.domain.errors import InvalidValue, RuleViolation
 from closedloop.domain.people import Person
 from closedloop.domain.units import Unit
@@ -208,6 +208,27 @@ class Target(LoopAggregate):
                 self.effective_time,
             )
 
+    class StageSealed(LoopAggregate.Event):
+        """The stage's settlement read this target: no effect for the stage may follow it.
+
+        Recorded in the settlement's own transaction, so an effect racing the settlement either
+        lands before it (and the settlement, finding the target moved, reads again) or after it
+        (and is refused here)."""
+
+        stage: str
+        settlement_id: UUID
+
+        def apply(self, target: Target) -> None:
+            target.sealed = {**target.sealed, self.stage: self.settlement_id}
+
+    class StageUnsealed(LoopAggregate.Event):
+        """The stage was reopened (with the reason given there): effects may be corrected."""
+
+        stage: str
+
+        def apply(self, target: Target) -> None:
+            target.sealed = {k: v for k, v in target.sealed.items() if k != self.stage}
+
     def __init__(
         self,
         cycle_id: UUID,
@@ -232,6 +253,7 @@ class Target(LoopAggregate):
         self.linked_goals: tuple[UUID, ...] = ()
         self.withdrawn = False
         self.effects: dict[tuple[str, EffectMethod, UUID], Effect] = {}
+        self.sealed: dict[str, UUID] = {}  # stage -> the settlement that sealed it
 
     @classmethod
     def set_common(
@@ -380,6 +402,10 @@ class Target(LoopAggregate):
         self._require_active()
         self._require_own(cycle)
         cycle.require_open_for_effects(stage)
+        if stage in self.sealed:
+            raise SettledStageAcceptsNoEffects(
+                cycle=cycle.id, stage=stage, settlement=self.sealed[stage]
+            )
         if not self.concerns(unit.id):
             raise TargetScopeNamesItsUnits(
                 target=self.id, unit=unit.id, rule="effects only for units the target applies to"
@@ -397,6 +423,13 @@ class Target(LoopAggregate):
             effective_at=require_aware(confirmed_at, field_name="confirmed_at"),
             reason=reason,
         )
+
+    def seal(self, stage: str, *, settlement_id: UUID) -> None:
+        self.trigger_event(self.StageSealed, stage=stage, settlement_id=settlement_id)
+
+    def unseal(self, stage: str, *, reason: str) -> None:
+        if stage in self.sealed:
+            self.trigger_event(self.StageUnsealed, stage=stage, reason=reason)
 
     def _require_own(self, cycle: Cycle) -> None:
         if cycle.id != self.cycle_id:

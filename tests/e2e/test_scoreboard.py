@@ -42,7 +42,10 @@ def test_the_demo_years_scoreboard(api: Api, admin: Token, demo: DemoSummary) ->
     body = scoreboard(api, admin, demo.cycle_id, min_position=demo.head_position)
     assert body["cycle_id"] == str(demo.cycle_id)
     assert body["stage"] == "Q1"  # the latest stage with confirmed effects or meeting scores
-    assert body["provisional"] is True and body["stage_closed"] is True
+    # The demo settled Q1 (and settled it again after a correction): its figures are fixed.
+    assert body["provisional"] is False and body["stage_closed"] is True
+    assert body["settlement"]["round"] == 2
+    assert [s["settled"] for s in body["stages"]] == [True, False, False, False]
     assert body["position"] >= demo.head_position
     assert body["policy"]["weights"] == {"result": "0.5", "process": "0.3", "meeting": "0.2"}
     assert [s["key"] for s in body["stages"]] == ["Q1", "Q2", "Q3", "Q4"]
@@ -64,11 +67,37 @@ def test_the_demo_years_scoreboard(api: Api, admin: Token, demo: DemoSummary) ->
 
 
 def test_a_write_is_read_back_with_min_position(api: Api, admin: Token, demo: DemoSummary) -> None:
+    targets = api.state("/targets", admin, cycle=str(demo.cycle_id))["items"]
+    quantified = [api.state(f"/targets/{t['id']}", admin) for t in targets]
+    target = next(t for t in quantified if t["indicator"]["kind"] == "quantitative")
+    unit = target["applies_to"][0]
+    before = scoreboard(api, admin, demo.cycle_id, stage="Q2", min_position=demo.head_position)
+    scored_before = next(r for r in before["rows"] if r["unit_id"] == unit)["details"]
+    written = api.write(
+        f"/targets/{target['id']}/effects",
+        admin,
+        {
+            "stage": "Q2",
+            "method": "inspection",
+            "unit_id": unit,
+            "result": target["indicator"]["target_value"],
+            "evidence": "二季度组织检查",
+        },
+    )
+    after = scoreboard(api, admin, demo.cycle_id, stage="Q2", min_position=written["position"])
+    assert after["position"] >= written["position"] and after["provisional"] is True
+    row = next(r for r in after["rows"] if r["unit_id"] == unit)
+    assert row["details"]["targets_scored"] == scored_before["targets_scored"] + 1
+    assert row["result"] is not None
+
+
+def test_a_settled_stage_keeps_its_figures_and_refuses_late_effects(
+    api: Api, admin: Token, demo: DemoSummary
+) -> None:
     meetings = api.state("/meetings", admin, cycle=str(demo.cycle_id))["items"]
     meeting = api.state(f"/meetings/{meetings[0]['id']}", admin)
     scored = meeting["scores"][0]
-    before = scoreboard(api, admin, demo.cycle_id, min_position=demo.head_position)
-    unit_before = next(r for r in before["rows"] if r["unit_id"] == scored["unit_id"])
+    before = scoreboard(api, admin, demo.cycle_id, stage="Q1", min_position=demo.head_position)
     written = api.write(
         f"/meetings/{meeting['id']}/scores",
         admin,
@@ -80,11 +109,26 @@ def test_a_write_is_read_back_with_min_position(api: Api, admin: Token, demo: De
         },
     )
     after = scoreboard(api, admin, demo.cycle_id, stage="Q1", min_position=written["position"])
-    assert after["position"] >= written["position"]
-    unit_after = next(r for r in after["rows"] if r["unit_id"] == scored["unit_id"])
-    # Nine raters: the new 0 is the lowest score and is dropped; the old lowest now counts.
-    assert Decimal(unit_after["meeting"]) < Decimal(unit_before["meeting"])
-    assert unit_after["details"]["scores"] == unit_before["details"]["scores"]
+    fixed = ("unit_id", "result", "process", "meeting", "total", "rank")
+    assert [[r[k] for k in fixed] for r in after["rows"]] == [
+        [r[k] for k in fixed] for r in before["rows"]
+    ]
+    targets = api.state("/targets", admin, cycle=str(demo.cycle_id))["items"]
+    target = api.state(f"/targets/{targets[0]['id']}", admin)
+    late = api.post(
+        f"/targets/{target['id']}/effects",
+        admin,
+        {
+            "stage": "Q1",
+            "method": "self_assessment",
+            "unit_id": target["applies_to"][0],
+            "result": target["indicator"]["target_value"] or target["indicator"]["levels"][0],
+            "evidence": "迟到的自评",
+            "reason": "补报",
+        },
+    )
+    body = api.problem(late, 409, "rule-violation", rule="SettledStageAcceptsNoEffects")
+    assert "Q1" in body["detail"]
 
 
 def test_a_new_cycle_has_an_empty_board(api: Api, admin: Token) -> None:

@@ -139,10 +139,10 @@ def test_history_names_who_acted(open_app: ClosedLoop) -> None:
         ("CycleOpened", "admin"),
         ("ScoringPolicySet", "admin"),
         ("StageClosed", "staff:organisation-dept"),
-        ("SettlementRecorded", "admin"),
+        ("SettlementRecorded", "scheduler"),
         ("StageReopened", "admin"),
-        ("StageClosed", "admin"),
-        ("SettlementRecorded", "admin"),
+        ("StageClosed", "staff:organisation-dept"),
+        ("SettlementRecorded", "scheduler"),
         ("ScoringPolicySet", "admin"),
     ]
     closed = history[2]

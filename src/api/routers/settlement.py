@@ -26,11 +26,10 @@ from closedloop.api.schemas import (
     WriteResult,
 )
 from closedloop.domain.awards import Award
-from closedloop.domain.cycles import Cycle, StageMustBelongToCycle, StageSettledOnlyOnce
-from closedloop.domain.errors import ConcurrencyConflict, NotFound
-from closedloop.domain.scoring import Ranked, ScoringPolicy
+from closedloop.domain.cycles import Cycle, StageMustBelongToCycle
+from closedloop.domain.errors import ConcurrencyConflict
 from closedloop.domain.service import ClosedLoop
-from closedloop.domain.settlement import Settlement, award_id, settlement_id
+from closedloop.domain.settlement import Settlement, settlement_id
 from closedloop.store.idempotency import StoredResponse
 
 router = APIRouter(prefix="/cycles/{cycle_id}/stages/{stage}", tags=["settlement"])
@@ -75,12 +74,7 @@ def settle(
         if expected_version is not None and expected_version != cycle.version:
             raise ConcurrencyConflict(cycle.id, expected_version, cycle.version)
         zone = runtime.settings.zone
-        try:
-            outcome = service.settle_stage(cycle_id, stage=stage, now=datetime.now(zone), zone=zone)
-        except StageSettledOnlyOnce:
-            # Another request settled the stage between settle_stage's first look at the cycle
-            # and its reading of the history; asked again, it reports that settlement.
-            outcome = service.settle_stage(cycle_id, stage=stage, now=datetime.now(zone), zone=zone)
+        outcome = service.settle_stage(cycle_id, stage=stage, now=datetime.now(zone), zone=zone)
         view = _settlement_view(service, service.get(Settlement, outcome.settlement_id))
         position = outcome.position or service.head_position()
         written = SettlementWritten(**view, created=outcome.created, position=position)
@@ -216,21 +210,8 @@ def _settlement_view(service: ClosedLoop, settlement: Settlement) -> dict[str, A
         "published": settlement.published,
         "reopened": settlement.reopened,
         "units": settlement.units,
-        "awards": [_award_view(award) for award in _awards(service, settlement)],
+        "awards": [_award_view(award) for award in service.settlement_awards(settlement.id)],
     }
-
-
-def _awards(service: ClosedLoop, settlement: Settlement) -> list[Award]:
-    """The awards the settlement issued: one per award rule and unit the rule hit."""
-    ranked = [Ranked(u.unit_id, u.total, u.rank) for u in settlement.settled_units]
-    awards = []
-    for rule in ScoringPolicy.from_dict(settlement.policy).award_rules:
-        for hit in rule.hits(ranked):
-            try:
-                awards.append(service.get(Award, award_id(settlement.id, rule.name, hit.unit_id)))
-            except NotFound:
-                continue
-    return awards
 
 
 def _award_view(award: Award) -> dict[str, Any]:

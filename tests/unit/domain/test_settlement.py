@@ -3,6 +3,7 @@ settling a stage from aggregates (no store)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import uuid4
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from closedloop.domain.awards import Award
 from closedloop.domain.cycles import (
     OnlySettledStagesReopen,
     PolicyFrozenOnceSettled,
@@ -226,7 +228,8 @@ def test_settling_computes_ranks_awards_and_the_cycles_record_from_the_inputs() 
             cutoff=cycle.stage("Q1").cutoff(SHANGHAI),
             now=datetime(2026, 3, 31, 15, tzinfo=UTC),
         )
-    settlement, awards = Settlement.settle(
+    stale = copy.deepcopy(cycle)  # as a command that loaded it before the settlement saw it
+    settlement, changed = Settlement.settle(
         inputs=inputs,
         stage_key="Q1",
         cutoff=cycle.stage("Q1").cutoff(SHANGHAI),
@@ -239,6 +242,20 @@ def test_settling_computes_ranks_awards_and_the_cycles_record_from_the_inputs() 
         "RankingPublished",
     ]
     assert cycle.settlements == {"Q1": settlement.id}
+    awards = [a for a in changed if isinstance(a, Award)]
+    assert changed[:2] == [cycle, target] and len(changed) == 2 + len(awards)
+    # The target is sealed for Q1 in the same save: a late effect is refused by the target
+    # itself, even by a command that loaded the cycle before the settlement.
+    assert target.sealed == {"Q1": settlement.id}
+    with f.rejected(SettledStageAcceptsNoEffects, "Q1", untouched=[target]):
+        target.confirm_effect(
+            stale,
+            stage="Q1",
+            method=EffectMethod.SELF_ASSESSMENT,
+            unit=idle,
+            result=D(90),
+            evidence="迟到",
+        )
     assert sorted((a.rule, a.unit_id) for a in awards) == sorted(
         [("第一名表扬", good.id), ("低于60分通报", poor.id)]
     )
