@@ -9,7 +9,6 @@ penalty. Races run on two service instances in threads, and in separate OS proce
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
@@ -493,16 +492,33 @@ def test_settle_due_killed_midway_and_run_again_settles_each_stage_once(
         assert app.verify_settlement(stage).matches
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="domain bug: confirm_effect checks the cycle but saves only the target, so an "
-    "effect racing a settlement is stored for the settled stage (see the report)",
-)
-def test_an_effect_racing_the_settlement_of_its_stage_is_refused(
+def late_inspection(service: ClosedLoop, bureau: Bureau) -> object:
+    """B's Q1 inspection corrected from 80 to 20 (B's result 24 + 14 = 38)."""
+    return service.confirm_effect(
+        bureau.target,
+        stage="Q1",
+        method=EffectMethod.INSPECTION,
+        unit_id=bureau.units["B"],
+        result=Decimal(20),
+        evidence="迟到的检查结论",
+        reason="检查组复核",
+    )
+
+
+def q1_effects_after(app: ClosedLoop, position: int) -> list[Any]:
+    return [
+        event
+        for event in map(
+            app.mapper.to_domain_event, app.recorder.select_notifications(position + 1, 1000)
+        )
+        if isinstance(event, Target.EffectConfirmed) and event.stage == "Q1"
+    ]
+
+
+def test_an_effect_that_checked_the_stage_open_and_saves_after_its_settlement_is_refused(
     app: ClosedLoop, second_app: ClosedLoop, bureau: Bureau, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The effect's command has checked that Q1 is open; the stage is settled before it saves.
-    Either the effect is refused, or the settlement must not exist: never both recorded."""
+    """The effect's command has found Q1 open; Q1 is settled before the effect is saved."""
     settled: list[SettlementOutcome] = []
     save = second_app.save
 
@@ -512,28 +528,40 @@ def test_an_effect_racing_the_settlement_of_its_stage_is_refused(
         return save(*aggregates, **kw)
 
     monkeypatch.setattr(second_app, "save", settle_first)
-    with contextlib.suppress(SettledStageAcceptsNoEffects, ConcurrencyConflict):
-        second_app.confirm_effect(
-            bureau.target,
-            stage="Q1",
-            method=EffectMethod.INSPECTION,
-            unit_id=bureau.units["B"],
-            result=Decimal(20),
-            evidence="迟到的检查结论",
-            reason="检查组复核",
-        )
+    with pytest.raises((SettledStageAcceptsNoEffects, ConcurrencyConflict)):
+        late_inspection(second_app, bureau)
 
     [outcome] = settled
+    settlement = app.get(Settlement, outcome.settlement_id)
     assert outcome.created
-    through = app.get(Settlement, outcome.settlement_id).through_position
-    late = [
-        event
-        for event in map(
-            app.mapper.to_domain_event, app.recorder.select_notifications(through + 1, 1000)
-        )
-        if isinstance(event, Target.EffectConfirmed) and event.stage == "Q1"
-    ]
-    assert late == [], "an effect for Q1 was recorded after Q1 was settled"
+    assert q1_effects_after(app, settlement.through_position) == []
+    assert by_key(bureau, settlement.units)["B"] == EXPECTED["B"]
+    with pytest.raises(SettledStageAcceptsNoEffects):
+        late_inspection(second_app, bureau)
+
+
+def test_an_effect_saved_while_the_settlement_computes_is_in_its_figures(
+    app: ClosedLoop, second_app: ClosedLoop, bureau: Bureau, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settlement has read its inputs; an effect for the stage is saved before the
+    settlement is: the settlement reads again, and settles with the effect."""
+    confirmed: list[object] = []
+    save = app.save
+
+    def confirm_first(*aggregates: Any, **kw: Any) -> Any:
+        if not confirmed:
+            confirmed.append(late_inspection(second_app, bureau))
+        return save(*aggregates, **kw)
+
+    monkeypatch.setattr(app, "save", confirm_first)
+    outcome = app.settle_stage(bureau.cycle, stage="Q1", now=AFTER_Q1, zone=SHANGHAI)
+
+    settlement = app.get(Settlement, outcome.settlement_id)
+    assert outcome.created and len(confirmed) == 1
+    assert q1_effects_after(app, settlement.through_position) == []
+    b = by_key(bureau, settlement.units)["B"]
+    assert (b["components"]["result"], b["total"]) == ("38.00", "65.00")  # 19 + 30 + 16
+    assert app.verify_settlement(outcome.settlement_id).matches
 
 
 # --- time zones, late effects, policy ----------------------------------------------------------
