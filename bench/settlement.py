@@ -26,10 +26,13 @@ For each store it:
      5,000 (the page ``settle_stage`` reads with) and nothing else;
    * **settle**: ``settle_stage(Q1)`` as the scheduler calls it: reading the same range,
      decoding and replaying the cycle's aggregates, digesting their records, computing every
-     unit's figures and awards, and saving the settlement, the cycle and the awards at once;
+     unit's figures and awards, and saving at once the settlement, the cycle, every target
+     sealed for the stage and the awards;
    * on its own, for the breakdown: ``_settlement_inputs`` (read, decode, replay, digest) and
      ``compute_stage`` over those inputs; and ``verify_settlement`` of the new settlement;
    * ``reopen_stage`` (not timed), so the next round settles Q1 again (the next round number).
+     Settling and reopening each add an event per target to the log, so every round reads a
+     longer log than the one before (its head is printed with it).
 
    It prints the median of each over the rounds, and the median of the per-round ratios
    settle / raw (both measured in the same round, so a slow moment slows both).
@@ -526,7 +529,8 @@ def measure(store: Store, rounds: int) -> Result:
                 result.rounds.append(one_round(app, cycle))
                 r = result.rounds[-1]
                 print(
-                    f"  {store.kind} round {n}: raw {r.raw:.3f} s, settle {r.settle:.3f} s "
+                    f"  {store.kind} round {n}: head {r.head:,}, inputs {r.events_read:,}: "
+                    f"raw {r.raw:.3f} s, settle {r.settle:.3f} s "
                     f"({r.ratio:.1f}x raw), verify {r.verify:.3f} s",
                     flush=True,
                 )
