@@ -12,6 +12,7 @@ from closedloop.projections.responsibility import ResponsibilityMatrix
 from closedloop.projections.scoreboard import Scoreboard
 from closedloop.projections.supervision import Supervision
 from closedloop.projections.trace import Trace
+from closedloop.scheduler import Scheduler
 from closedloop.settings import Settings
 from closedloop.store import application_env, ensure_database_ready
 from closedloop.store.idempotency import IdempotencyRecords
@@ -25,6 +26,9 @@ class Runtime:
     db: Database
     projections: ProjectionRunner
     idempotency: IdempotencyRecords
+    # Built on the first start_background() that runs it, unless a caller (a test with its own
+    # clock) sets one first.
+    scheduler: Scheduler | None = None
 
     @property
     def events_table(self) -> str:
@@ -34,8 +38,15 @@ class Runtime:
         """Start what the API process runs beside serving requests, as the settings ask."""
         if self.settings.run_projections:
             self.projections.start()
+        if self.settings.run_scheduler:
+            if self.scheduler is None:
+                self.scheduler = Scheduler(self.service, self.db, self.settings)
+            self.scheduler.start()
 
     def stop_background(self) -> None:
+        # The scheduler first: a job in progress finishes while the read models still follow.
+        if self.scheduler is not None:
+            self.scheduler.stop()
         self.projections.stop()
 
     def close(self) -> None:

@@ -42,7 +42,11 @@ def postgres_settings() -> Iterator[Settings]:
     """A fresh schema in the test database, dropped afterwards."""
     url = postgres_url()
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    settings = Settings(database_url=url, database_schema=schema, postgres_pool_size=4)
+    # No scheduler: it would settle whatever stage has ended by the real clock (tests that
+    # want it build their own, on a clock of their choosing).
+    settings = Settings(
+        database_url=url, database_schema=schema, postgres_pool_size=4, run_scheduler=False
+    )
     ensure_database_ready(settings)
     try:
         yield settings
@@ -53,7 +57,7 @@ def postgres_settings() -> Iterator[Settings]:
 
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'closedloop.db'}")
+    return Settings(database_url=f"sqlite:///{tmp_path / 'closedloop.db'}", run_scheduler=False)
 
 
 @pytest.fixture(params=STORES)
