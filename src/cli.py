@@ -8,15 +8,21 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from closedloop.domain.access import Role
+from closedloop.domain.awards import Award
 from closedloop.domain.context import acting_as
 from closedloop.domain.errors import DomainError
-from closedloop.domain.service import ClosedLoop
+from closedloop.domain.scoring import Ranked, ScoringPolicy
+from closedloop.domain.service import ClosedLoop, SettlementOutcome
+from closedloop.domain.settlement import Settlement, award_id
+from closedloop.domain.units import Unit
 from closedloop.settings import Settings
 from closedloop.store import application_env, ensure_database_ready
 
@@ -53,6 +59,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from closedloop.api import create_app
     from closedloop.bootstrap import build_runtime
 
+    _log_to_stderr()
+    if args.no_scheduler:
+        settings = settings.model_copy(update={"run_scheduler": False})
     runtime = build_runtime(settings)
     if args.demo:
         _prepare_demo(runtime.service)
@@ -62,6 +71,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         runtime.close()
     return 0
+
+
+def _log_to_stderr() -> None:
+    """closedloop's own INFO lines (stages settled, deadlines recorded, read models) beside
+    uvicorn's; APScheduler's per-run chatter only from warnings up (misfires)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _prepare_demo(service: ClosedLoop) -> None:
@@ -151,6 +167,119 @@ def cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
+def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
+    app = open_service(settings)
+    try:
+        if args.verify:
+            return _verify(app, args.cycle, args.stage)
+        with acting_as(f"cli:{getpass.getuser()}"):
+            outcome = app.settle_stage(
+                args.cycle, stage=args.stage, now=datetime.now(UTC), zone=settings.zone
+            )
+        _print_settlement(app, outcome)
+        return 0
+    except DomainError as error:
+        # StageNotEnded and the like: a refusal, not a crash (exit 1 like a failed --verify).
+        print(f"closedloop settle: {error}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+
+
+def _print_settlement(app: ClosedLoop, outcome: SettlementOutcome) -> None:
+    settlement = app.get(Settlement, outcome.settlement_id)
+    done = (
+        f"created at position {outcome.position}"
+        if outcome.created
+        else "already existed: nothing written"
+    )
+    print(f"settlement {settlement.id}: {done}")
+    print(
+        f"cycle {settlement.cycle_id} stage {settlement.stage} round {settlement.round_number}, "
+        f"cut-off {settlement.cutoff.isoformat()}, read through position "
+        f"{settlement.through_position}"
+    )
+    units = settlement.settled_units
+    print(f"units ({len(units)}):")
+    for unit in units:
+        rank = "-" if unit.rank is None else str(unit.rank)
+        total = "no total" if unit.total is None else str(unit.total)
+        print(f"  {rank:>3}  {total:>8}  {_unit_name(app, unit.unit_id)}  ({unit.unit_id})")
+    awards = _awards_of(app, settlement)
+    print(f"awards ({len(awards)}):")
+    for award in awards:
+        points = "" if award.points is None else f" {award.points} points"
+        revoked = " (revoked)" if award.revoked else ""
+        recipient = _unit_name(app, award.unit_id) if award.unit_id else str(award.person_id)
+        print(f"  {award.kind.value}{points} to {recipient} by rule {award.rule}{revoked}")
+
+
+def _awards_of(app: ClosedLoop, settlement: Settlement) -> list[Award]:
+    """The awards the settlement issued: the ids are derived from its rule hits."""
+    policy = ScoringPolicy.from_dict(settlement.policy)
+    ranked = [Ranked(u.unit_id, u.total, u.rank) for u in settlement.settled_units]
+    return [
+        app.get(Award, award_id(settlement.id, rule.name, hit.unit_id))
+        for rule in policy.award_rules
+        for hit in rule.hits(ranked)
+    ]
+
+
+def _unit_name(app: ClosedLoop, unit_id: UUID) -> str:
+    return app.get(Unit, unit_id).name
+
+
+def _verify(app: ClosedLoop, cycle_id: UUID, stage: str) -> int:
+    settlement = app.settlement(cycle_id, stage)
+    if settlement is None:
+        print(
+            f"closedloop settle: stage {stage} of cycle {cycle_id} is not settled", file=sys.stderr
+        )
+        return 1
+    check = app.verify_settlement(settlement.id)
+    print(
+        f"settlement {settlement.id} of cycle {cycle_id} stage {stage} round "
+        f"{settlement.round_number}, recomputed from positions 1..{check.through_position}:"
+    )
+    if check.matches:
+        print("matches: the same inputs, policy and figures")
+        return 0
+    print(f"differs ({len(check.differences)}):")
+    for difference in check.differences:
+        print(f"  - {difference}")
+    return 1
+
+
+def cmd_scheduler_run(args: argparse.Namespace, settings: Settings) -> int:
+    from closedloop.bootstrap import build_runtime
+    from closedloop.scheduler import Scheduler
+
+    _log_to_stderr()
+    # Only the supervision read model is read (for missed deadlines); projection workers or the
+    # API keep it current, so this process only makes sure its tables exist.
+    runtime = build_runtime(settings, projections_named=["supervision"])
+    scheduler = Scheduler(runtime.service, runtime.db, settings)
+    stopping = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stopping.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        scheduler.start()
+        print(
+            f"scheduler running in {settings.time_zone}: settlement after each quarter, deadline "
+            f"check daily at {settings.deadline_check_at} (Ctrl+C to stop)",
+            flush=True,
+        )
+        stopping.wait()
+    finally:
+        scheduler.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        runtime.close()
+    return 0
+
+
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     app = open_service(settings)
     try:
@@ -231,7 +360,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load the demo year into an empty store and print an admin token",
     )
+    serve.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="do not run the settlement and deadline jobs in this process (as "
+        "CLOSEDLOOP_RUN_SCHEDULER=false); `closedloop scheduler run` or a replica runs them",
+    )
     serve.set_defaults(handler=cmd_serve)
+
+    settle = commands.add_parser(
+        "settle", help="settle a stage now (once: a settled stage is reported, not redone)"
+    )
+    settle.add_argument("--cycle", required=True, type=UUID)
+    settle.add_argument("--stage", required=True, help="stage key, e.g. Q1")
+    settle.add_argument(
+        "--verify",
+        action="store_true",
+        help="recompute the stage's settlement from the history it read and compare; "
+        "exit 0 when everything matches, 1 when not",
+    )
+    settle.set_defaults(handler=cmd_settle)
+
+    scheduler = commands.add_parser("scheduler", help="the settlement and deadline jobs")
+    scheduler_commands = scheduler.add_subparsers(dest="scheduler_command", required=True)
+    run = scheduler_commands.add_parser(
+        "run", help="run the jobs in the foreground until SIGINT or SIGTERM"
+    )
+    run.set_defaults(handler=cmd_scheduler_run)
 
     token = commands.add_parser("token", help="issue or revoke API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
