@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         description="IANA time zone of stage cut-offs (midnight after a stage's last day), "
         "deadlines and the scheduled jobs.",
     )
+    settlement_grace_days: int = Field(
+        default=0,
+        ge=0,
+        le=27,
+        description="Days after a stage's cut-off before the scheduler settles it, for effects "
+        "confirmed after the quarter ends (0: settle at the cut-off). Manual settlement is "
+        "possible from the cut-off on.",
+    )
     deadline_check_at: str = Field(
         default="00:15",
         pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
@@ -123,8 +124,9 @@ class AwardRule:
         count = int((self.value * len(scored)).to_integral_value(rounding=ROUND_HALF_UP))
         if self.basis == "top_share":
             return [r for r in scored if _present_rank(r) <= count]
-        totals = [_present(r.total) for r in scored]
-        return [r for r in scored if 1 + sum(t < _present(r.total) for t in totals) <= count]
+        # A unit's place from the bottom: 1 + the units with a strictly lower total.
+        totals = sorted(_present(r.total) for r in scored)
+        return [r for r in scored if 1 + bisect_left(totals, _present(r.total)) <= count]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -32,8 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -138,35 +139,40 @@ class InputsDigest:
 def compute_stage(
     cycle: Cycle, stage_key: str, aggregates: Iterable[LoopAggregate], policy: ScoringPolicy
 ) -> list[SettledUnit]:
-    """Every unit's settled figures for the stage, in ranking order."""
+    """Every unit's settled figures for the stage, in ranking order.
+
+    The inputs are grouped by unit once, so the work grows with the inputs, not with units
+    times inputs.
+    """
     stage = cycle.stage(stage_key)
-    mine = [a for a in aggregates if getattr(a, "cycle_id", None) == cycle.id]
-    targets = [a for a in mine if isinstance(a, Target) and not a.withdrawn]
-    meetings = [a for a in mine if isinstance(a, Meeting) and a.stage == stage_key]
-    measures = [a for a in mine if isinstance(a, Measure)]
-    rectifications = [a for a in mine if isinstance(a, Rectification)]
-    problems = [a for a in mine if isinstance(a, Problem)]
-    units = {unit for target in targets for unit in target.applies_to}
+    targets_of: dict[UUID, list[Target]] = defaultdict(list)
+    scores_of: dict[UUID, list[list[Decimal]]] = defaultdict(list)
+    items_of: dict[UUID, _Items] = defaultdict(_Items)
+    for aggregate in aggregates:
+        if getattr(aggregate, "cycle_id", None) != cycle.id:
+            continue
+        if isinstance(aggregate, Target) and not aggregate.withdrawn:
+            for unit in dict.fromkeys(aggregate.applies_to):
+                targets_of[unit].append(aggregate)
+        elif isinstance(aggregate, Meeting) and aggregate.stage == stage_key:
+            for unit, scores in _scores_by_unit(aggregate).items():
+                scores_of[unit].append(scores)
+        elif isinstance(aggregate, Measure):
+            items_of[aggregate.lead_unit_id].measures.append(aggregate)
+        elif isinstance(aggregate, Rectification):
+            items_of[aggregate.unit_id].rectifications.append(aggregate)
+        elif isinstance(aggregate, Problem):
+            items_of[aggregate.dispatched_to or aggregate.unit_id].problems.append(aggregate)
     scores = {}
-    for unit in units:
-        results = [
-            (target.points, _target_result(target, stage_key, unit, policy))
-            for target in targets
-            if unit in target.applies_to
-        ]
-        meeting = meeting_component(
-            [
-                [normalise(s, m.scale_min, m.scale_max) for s in m.scores_for(unit)]
-                for m in meetings
-            ],
-            policy,
-        )
-        facts = process_facts(measures, rectifications, problems, unit, stage)
+    for unit, targets in targets_of.items():
+        results = [(t.points, _target_result(t, stage_key, unit, policy)) for t in targets]
+        items = items_of.get(unit, _Items())
+        facts = process_facts(items.measures, items.rectifications, items.problems, unit, stage)
         scores[unit] = unit_total(
             {
                 RESULT: result_component(results, policy),
                 PROCESS: process_score(facts, policy),
-                MEETING: meeting,
+                MEETING: meeting_component(scores_of.get(unit, []), policy),
             },
             policy,
         )
@@ -181,6 +187,21 @@ def compute_stage(
         )
         for ranked in rank({unit: score.total for unit, score in scores.items()})
     ]
+
+
+@dataclass
+class _Items:
+    measures: list[Measure] = field(default_factory=list)
+    rectifications: list[Rectification] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _scores_by_unit(meeting: Meeting) -> dict[UUID, list[Decimal]]:
+    """Each unit's scores at the meeting, normalised to 0-100."""
+    by_unit: dict[UUID, list[Decimal]] = defaultdict(list)
+    for (unit, _), score in meeting.scores.items():
+        by_unit[unit].append(normalise(score, meeting.scale_min, meeting.scale_max))
+    return by_unit
 
 
 def _target_result(

@@ -852,7 +852,9 @@ class _Batch:
             unit_id = key.rsplit("|", 1)[1]
             count, score = pair.aggregate(self.policy_for(pair.cycle_id, pair.stage))
             old_count, old_score = pair.initial
-            if (count, score) == pair.initial:
+            # Compared as stored text: a policy with other places gives 75.0 for 75.00, equal
+            # as numbers but a different row.
+            if (count, _text(score)) == (old_count, _text(old_score)):
                 continue
             cell = self.deltas[(pair.cycle_id, pair.stage, unit_id)]
             cell.n_scores += count - old_count

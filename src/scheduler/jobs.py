@@ -113,6 +113,7 @@ class Scheduler:
         self.service = service
         self.db = db
         self.zone = settings.zone
+        self.grace_days = settings.settlement_grace_days
         self.deadline_check_at = settings.deadline_check_at
         self.now = now
         self.lock = lock or job_lock_for(settings)
@@ -145,7 +146,7 @@ class Scheduler:
         )
         background.add_job(
             self._tick,
-            settlement_trigger(self.zone),
+            settlement_trigger(self.zone, self.grace_days),
             args=[SETTLEMENT, self.run_settlement_job],
             id=SETTLEMENT,
             name="settle every stage whose cut-off passed",
@@ -245,7 +246,7 @@ class Scheduler:
                 log.exception("cycle %s could not be read; its stages wait", cycle_id)
                 results.append(StageResult(cycle_id, "*", error=_describe(error)))
                 continue
-            for stage in due_stages(cycle, now, self.zone):
+            for stage in due_stages(cycle, now, self.zone, self.grace_days):
                 results.append(self._settle(cycle_id, stage.key, now))
         return results
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]  # no stubs (3.x)
 
@@ -14,9 +14,9 @@ from closedloop.domain.cycles import Cycle, Stage
 STAGE_END_MONTHS = "1,4,7,10"
 
 
-def settlement_trigger(zone: tzinfo) -> CronTrigger:
-    """00:00 on the day after each quarter ends, in ``zone``."""
-    return CronTrigger(month=STAGE_END_MONTHS, day=1, hour=0, minute=0, timezone=zone)
+def settlement_trigger(zone: tzinfo, grace_days: int = 0) -> CronTrigger:
+    """00:00 on the day after each quarter ends, in ``zone``, plus ``grace_days`` (< 28)."""
+    return CronTrigger(month=STAGE_END_MONTHS, day=1 + grace_days, hour=0, minute=0, timezone=zone)
 
 
 def deadline_trigger(at: str, zone: tzinfo) -> CronTrigger:
@@ -25,11 +25,13 @@ def deadline_trigger(at: str, zone: tzinfo) -> CronTrigger:
     return CronTrigger(hour=hour, minute=minute, timezone=zone)
 
 
-def due_stages(cycle: Cycle, now: datetime, zone: tzinfo) -> list[Stage]:
-    """The cycle's stages whose cut-off in ``zone`` has passed at ``now`` and that are unsettled
-    (the rule of ``ClosedLoop.settle_due``, per cycle so one cycle's failure stays its own)."""
+def due_stages(cycle: Cycle, now: datetime, zone: tzinfo, grace_days: int = 0) -> list[Stage]:
+    """The cycle's stages whose cut-off in ``zone`` plus ``grace_days`` has passed at ``now``
+    and that are unsettled (the rule of ``ClosedLoop.settle_due``, per cycle so one cycle's
+    failure stays its own)."""
+    grace = timedelta(days=grace_days)
     return [
         stage
         for stage in cycle.stages
-        if stage.cutoff(zone) <= now and not cycle.is_settled(stage.key)
+        if stage.cutoff(zone) + grace <= now and not cycle.is_settled(stage.key)
     ]

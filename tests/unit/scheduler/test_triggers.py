@@ -109,3 +109,12 @@ def test_deadline_check_fires_daily_at_its_local_time(zone: ZoneInfo, expected: 
     assert first == expected
     assert second - first == timedelta(days=1)
     assert first.astimezone(zone).strftime("%H:%M") == "00:15"
+
+
+def test_a_grace_period_delays_automatic_settlement_for_late_confirmations() -> None:
+    cycle = Cycle.open(year=2026, name="2026")
+    q1_ends = datetime(2026, 4, 1, tzinfo=SHANGHAI)
+    assert [s.key for s in due_stages(cycle, q1_ends, SHANGHAI, grace_days=10)] == []
+    assert [s.key for s in due_stages(cycle, q1_ends + timedelta(days=10), SHANGHAI, 10)] == ["Q1"]
+    fires = fire_times(settlement_trigger(SHANGHAI, 10), datetime(2026, 1, 15, tzinfo=SHANGHAI), 2)
+    assert fires == [datetime(2026, 4, 11, tzinfo=SHANGHAI), datetime(2026, 7, 11, tzinfo=SHANGHAI)]
