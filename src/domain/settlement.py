@@ -55,6 +55,7 @@ from closedloop.domain.scoring import (
     ProcessFacts,
     Ranked,
     ScoringPolicy,
+    UnitScore,
     meeting_component,
     normalise,
     process_score,
@@ -155,15 +156,15 @@ def compute_stage(
             for unit in dict.fromkeys(aggregate.applies_to):
                 targets_of[unit].append(aggregate)
         elif isinstance(aggregate, Meeting) and aggregate.stage == stage_key:
-            for unit, scores in _scores_by_unit(aggregate).items():
-                scores_of[unit].append(scores)
+            for unit, given in _scores_by_unit(aggregate).items():
+                scores_of[unit].append(given)
         elif isinstance(aggregate, Measure):
             items_of[aggregate.lead_unit_id].measures.append(aggregate)
         elif isinstance(aggregate, Rectification):
             items_of[aggregate.unit_id].rectifications.append(aggregate)
         elif isinstance(aggregate, Problem):
             items_of[aggregate.dispatched_to or aggregate.unit_id].problems.append(aggregate)
-    scores = {}
+    scores: dict[UUID, UnitScore] = {}
     for unit, targets in targets_of.items():
         results = [(t.points, _target_result(t, stage_key, unit, policy)) for t in targets]
         items = items_of.get(unit, _Items())
