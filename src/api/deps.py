@@ -28,6 +28,8 @@ _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 LEADERS = frozenset({Role.LEADER})
 LEADERS_AND_MEMBERS = frozenset({Role.LEADER, Role.MEMBER})
 ADMIN_ONLY: frozenset[Role] = frozenset()
+# Discipline inspectors (纪检) order rectifications anywhere in the organisation (DESIGN §7).
+INSPECTORS = frozenset({Role.INSPECTOR})
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -99,7 +101,7 @@ class WriteContext:
     def authorize(self, *, unit_id: UUID | None, roles: Collection[Role]) -> None:
         """Admins may do anything; ``roles`` may act for ``unit_id`` within their scope."""
         role = self.principal.role
-        if role is Role.ADMIN:
+        if role is Role.ADMIN or (role is Role.INSPECTOR and role in roles):
             return
         if role not in roles or unit_id is None or self.principal.unit_id is None:
             raise self._forbidden(unit_id)
@@ -207,7 +209,9 @@ async def get_write_context(
         ),
     ] = None,
 ) -> WriteContext:
-    if principal.role in (Role.AUDITOR, Role.INSPECTOR):
+    # Auditors only read. Inspectors only read too, except where a route names them
+    # (``authorize(roles=INSPECTORS)``: ordering rectifications).
+    if principal.role is Role.AUDITOR:
         raise ApiProblem(
             403,
             "forbidden",

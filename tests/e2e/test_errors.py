@@ -161,11 +161,6 @@ def test_403_forbidden(api: Api, org: Org, tokens: Tokens, subtests: pytest.Subt
         check_403_leader_outside_its_subtree(api, org, tokens)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planned: DESIGN §7 lets inspectors order rectifications; the API issue keeps "
-    "auditors and inspectors read-only for now (deps.get_write_context)",
-)
 def test_inspector_orders_a_rectification(api: Api, org: Org, tokens: Tokens) -> None:
     response = api.post(
         "/rectifications",
@@ -179,6 +174,13 @@ def test_inspector_orders_a_rectification(api: Api, org: Org, tokens: Tokens) ->
         },
     )
     assert response.status_code == 201, response.text
+    ordered = response.json()
+    history = api.history(f"/rectifications/{ordered['id']}", tokens.auditor)
+    assert history[0]["actor"] == f"e2e-inspector#{tokens.inspector.id}"
+    # Inspectors order, verify and reject rectifications; nothing else (see the 403 checks).
+    api.problem(
+        api.post("/units", tokens.inspector, {"name": "x", "kind": "branch"}), 403, "forbidden"
+    )
 
 
 # --- 404 --------------------------------------------------------------------------------------

@@ -7,7 +7,12 @@ from uuid import UUID
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from closedloop.api.deps import ADMIN_ONLY, LEADERS_AND_MEMBERS, ServiceDep, WriteDep
+from closedloop.api.deps import (
+    INSPECTORS,
+    LEADERS_AND_MEMBERS,
+    ServiceDep,
+    WriteDep,
+)
 from closedloop.api.reads import add_read_routes
 from closedloop.api.schemas import (
     EvidenceIn,
@@ -24,8 +29,8 @@ WRITTEN = {"model": WriteResult}
 
 @router.post("", status_code=201, responses={201: WRITTEN})
 def order(body: RectificationCreate, ctx: WriteDep, service: ServiceDep) -> JSONResponse:
-    """Order a rectification with a deadline (admin)."""
-    ctx.authorize(unit_id=None, roles=ADMIN_ONLY)
+    """Order a rectification with a deadline (admin, or a discipline inspector for any unit)."""
+    ctx.authorize(unit_id=None, roles=INSPECTORS)
     return ctx.execute(
         lambda _: service.order_rectification(
             cycle_id=body.cycle_id,
@@ -59,8 +64,8 @@ def complete(
 def verify(
     rectification_id: UUID, body: VerifyIn, ctx: WriteDep, service: ServiceDep
 ) -> JSONResponse:
-    """Verify a completed rectification (admin)."""
-    ctx.authorize(unit_id=None, roles=ADMIN_ONLY)
+    """Verify a completed rectification (admin or discipline inspector)."""
+    ctx.authorize(unit_id=None, roles=INSPECTORS)
     return ctx.execute(
         lambda v: service.verify_rectification(
             rectification_id, comment=body.comment, expected_version=v
@@ -72,8 +77,9 @@ def verify(
 def reject(
     rectification_id: UUID, body: ReasonIn, ctx: WriteDep, service: ServiceDep
 ) -> JSONResponse:
-    """Reject a completed rectification with a reason; it must be completed again (admin)."""
-    ctx.authorize(unit_id=None, roles=ADMIN_ONLY)
+    """Reject a completed rectification with a reason; it must be completed again (admin or
+    discipline inspector)."""
+    ctx.authorize(unit_id=None, roles=INSPECTORS)
     return ctx.execute(
         lambda v: service.reject_rectification(
             rectification_id, reason=body.reason, expected_version=v
