@@ -23,15 +23,14 @@ from closedloop.domain.context import acting_as
 from closedloop.domain.cycles import Cycle
 from closedloop.domain.duties import DutyTier
 from closedloop.domain.errors import DomainError
-from closedloop.domain.measures import Measure, MeasureStatus
+from closedloop.domain.measures import Measure
 from closedloop.domain.meetings import Meeting
-from closedloop.domain.problems import Problem, ProblemSource, ProblemStatus, Severity
+from closedloop.domain.problems import Problem, ProblemSource, Severity
 from closedloop.domain.rectifications import Rectification, RectificationStatus
 from closedloop.domain.scoring import (
     MEETING,
     PROCESS,
     RESULT,
-    ProcessFacts,
     ScoringPolicy,
     meeting_component,
     normalise,
@@ -41,6 +40,7 @@ from closedloop.domain.scoring import (
     target_result,
     unit_total,
 )
+from closedloop.domain.settlement import process_facts
 from closedloop.domain.targets import Direction, EffectMethod, Indicator, Target
 from closedloop.domain.units import UnitKind
 from closedloop.projections.base import ProjectionRunner
@@ -131,7 +131,7 @@ def expected_from_aggregates(
             ],
             policy,
         )
-        facts = process_facts_of(of(Measure), of(Rectification), of(Problem), unit, stage)
+        facts = process_facts(of(Measure), of(Rectification), of(Problem), unit, stage)
         score = unit_total(
             {
                 RESULT: result_component(results, policy),
@@ -160,40 +160,6 @@ def expected_board(runtime: Runtime, cycle_id: UUID, stage: str) -> dict[str, di
         u["unit_id"]: {"components": u["components"], "total": u["total"], "rank": u["rank"]}
         for u in settlement.units
     }
-
-
-def process_facts_of(
-    measures: list[Measure],
-    rectifications: list[Rectification],
-    problems: list[Problem],
-    unit: UUID,
-    stage: Any,
-) -> ProcessFacts:
-    """The documented rule, from the aggregates: due by the stage's end and not finished."""
-    due = overdue = missed = unresolved = prominent = 0
-    for measure in measures:
-        if measure.lead_unit_id == unit and measure.deadline <= stage.ends_on:
-            due += 1
-            overdue += measure.status is MeasureStatus.ADOPTED
-    for rectification in rectifications:
-        if rectification.unit_id == unit and rectification.deadline <= stage.ends_on:
-            due += 1
-            missed += rectification.status is RectificationStatus.ORDERED
-    for problem in problems:
-        if (problem.dispatched_to or problem.unit_id) != unit:
-            continue
-        resolved = problem.status is ProblemStatus.RESOLVED
-        if problem.deadline is not None and problem.deadline <= stage.ends_on:
-            due += 1
-            unresolved += not resolved
-        if (
-            resolved
-            and problem.severity is Severity.PROMINENT
-            and problem.resolved_at is not None
-            and stage.contains(problem.resolved_at.date())
-        ):
-            prominent += 1
-    return ProcessFacts(due, overdue, missed, unresolved, prominent)
 
 
 def text(value: Decimal | None) -> str | None:
