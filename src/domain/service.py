@@ -30,14 +30,16 @@ from closedloop.domain.meetings import Meeting
 from closedloop.domain.people import Person
 from closedloop.domain.problems import Problem, ProblemSource, Severity
 from closedloop.domain.rectifications import Rectification
-from closedloop.domain.scoring import Ranked, ScoringPolicy
+from closedloop.domain.scoring import ScoringPolicy
 from closedloop.domain.settlement import (
     INPUT_KINDS,
     InputsDigest,
     Settlement,
     SettlementInputs,
-    award_id,
     compute_stage,
+    expected_awards,
+    ranking_of,
+    require_ended,
     results_digest,
 )
 from closedloop.domain.targets import (
@@ -759,6 +761,15 @@ class ClosedLoop(Application[UUID]):
             cutoff = cycle.stage(stage).cutoff(zone)
             if cycle.is_settled(stage):
                 return SettlementOutcome(cycle.settlements[stage], False, None, 0)
+            require_ended(stage, cutoff=cutoff, now=now)
+            if not cycle.is_closed(stage):
+                # Closed first, so an effect command on a target created while the inputs are
+                # read finds the stage closed (targets read are sealed with the settlement).
+                cycle.close_stage(stage, reason="closed for settlement")
+                try:
+                    self.save(cycle)
+                except IntegrityError:
+                    continue
             inputs = self._settlement_inputs(cycle_id, through=self.head_position())
             if inputs.cycle.is_settled(stage):  # settled by another while the log was read
                 return SettlementOutcome(inputs.cycle.settlements[stage], False, None, 0)
@@ -814,12 +825,33 @@ class ClosedLoop(Application[UUID]):
                 differences.append(
                     f"unit {unit_id}: recorded {then.get(unit_id)}, recomputed {now.get(unit_id)}"
                 )
+        if [u.to_dict() for u in units] != recorded.units and not differences:
+            differences.append("units: recorded in another order or with duplicates")
         digest = results_digest(units)
         if digest != recorded.results_digest:
             differences.append(
                 f"results digest: recorded {recorded.results_digest}, recomputed {digest}"
             )
+        if recorded.ranking != ranking_of(units):
+            differences.append("published ranking: differs from the recomputed ranking")
+        differences.extend(self._award_differences(recorded))
         return SettlementCheck(settlement_id, recorded.through_position, differences)
+
+    def _award_differences(self, settlement: Settlement) -> list[str]:
+        """Every award the rules grant was issued as granted. (A later revocation is a
+        correction with its own reason, not a difference.)"""
+        differences = []
+        for expected_id, rule, hit in expected_awards(settlement):
+            try:
+                award = self.get(Award, expected_id)
+            except NotFound:
+                differences.append(f"award {rule.name} for unit {hit.unit_id}: not issued")
+                continue
+            issued = (award.rule, award.kind.value, award.unit_id, award.points, award.stage)
+            granted = (rule.name, rule.kind, hit.unit_id, rule.points, settlement.stage)
+            if issued != granted:
+                differences.append(f"award {expected_id}: issued {issued}, rule says {granted}")
+        return differences
 
     def reopen_stage(
         self,
@@ -847,12 +879,14 @@ class ClosedLoop(Application[UUID]):
         return self._save(cycle, settlement, *revoked, *unsealed)
 
     def settle_due(self, *, now: datetime, zone: tzinfo) -> list[SettlementOutcome]:
-        """Settle every stage of every cycle whose cut-off has passed and is unsettled."""
+        """Settle every stage of every cycle whose cut-off has passed and that was never
+        settled. A reopened stage is left for an admin to settle again after its corrections."""
         outcomes = []
         for cycle_id in self.cycle_ids():
             cycle = self._load(Cycle, cycle_id)
             for stage in cycle.stages:
-                if stage.cutoff(zone) <= now and not cycle.is_settled(stage.key):
+                due = stage.cutoff(zone) <= now and cycle.settlement_round(stage.key) == 1
+                if due and not cycle.is_settled(stage.key):
                     outcomes.append(
                         self.settle_stage(cycle_id, stage=stage.key, now=now, zone=zone)
                     )
@@ -886,17 +920,11 @@ class ClosedLoop(Application[UUID]):
 
     def _awards_of(self, settlement: Settlement) -> list[Award]:
         """One per award rule and unit the rule hit, in rule then ranking order."""
-        ranked = [Ranked(u.unit_id, u.total, u.rank) for u in settlement.settled_units]
-        ids = [
-            award_id(settlement.id, rule.name, hit.unit_id)
-            for rule in ScoringPolicy.from_dict(settlement.policy).award_rules
-            for hit in rule.hits(ranked)
-        ]
         awards = []
-        for candidate in ids:
+        for candidate, _, _ in expected_awards(settlement):
             try:
                 awards.append(self.get(Award, candidate))
-            except NotFound:  # a rule may hit no one; an award id is derived, not stored
+            except NotFound:  # not issued: verification reports it
                 continue
         return awards
 

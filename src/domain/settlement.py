@@ -20,11 +20,14 @@ the cycle records it in the same transaction (``Cycle.SettlementRecorded``), so 
 from another replica or a retry conflicts instead of doubling. Each award rule hit becomes one
 ``AwardIssued`` with an id derived from the settlement, the rule and the unit.
 
-Late effects: every target of the cycle is sealed for the stage in that same transaction
-(``Target.StageSealed``). An effect confirmation racing the settlement either is stored first —
-then the sealed target's version has moved, the settlement's save conflicts, and it reads its
-inputs again, this time with the effect — or comes after and is refused by the sealed target.
-No effect is ever stored for a settled stage, and none is lost silently.
+Late effects: before reading its inputs a settlement closes the stage (``StageClosed``, if it is
+not closed yet), and every target it read is sealed for the stage in the settlement's own
+transaction (``Target.StageSealed``). An effect confirmation racing the settlement either is
+stored first — then the sealed target's version has moved, the settlement's save conflicts, and
+it reads its inputs again, this time with the effect — or comes after and is refused by the
+sealed target. A target created after the inputs were read is created after the stage was
+closed, so every effect command on it loads the closed cycle and is refused. No effect is ever
+stored for a settled stage, and none is lost silently.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from closedloop.domain.scoring import (
     MEETING,
     PROCESS,
     RESULT,
+    AwardRule,
     ProcessFacts,
     Ranked,
     ScoringPolicy,
@@ -78,6 +82,11 @@ class StageNotEnded(RuleViolation):
 
 class SettlementReopenedOnlyOnce(RuleViolation):
     """A settlement already set aside by reopening its stage cannot be set aside again."""
+
+
+def require_ended(stage: str, *, cutoff: datetime, now: datetime) -> None:
+    if now < cutoff:
+        raise StageNotEnded(stage=stage, cutoff=cutoff.isoformat(), now=now.isoformat())
 
 
 def settlement_id(cycle_id: UUID, stage: str, round_number: int) -> UUID:
@@ -254,6 +263,21 @@ def process_facts(
     return ProcessFacts(due, overdue, missed, unresolved, prominent)
 
 
+def ranking_of(units: Sequence[SettledUnit]) -> list[dict[str, Any]]:
+    """The ranking as posted (公示): unit, rank and total, in ranking order."""
+    return [{"unit_id": str(u.unit_id), "rank": u.rank, "total": _text(u.total)} for u in units]
+
+
+def expected_awards(settlement: Settlement) -> list[tuple[UUID, AwardRule, Ranked[UUID]]]:
+    """Every award the settlement's rules grant: (derived award id, rule, ranked unit)."""
+    ranked = [Ranked(u.unit_id, u.total, u.rank) for u in settlement.settled_units]
+    return [
+        (award_id(settlement.id, rule.name, hit.unit_id), rule, hit)
+        for rule in ScoringPolicy.from_dict(settlement.policy).award_rules
+        for hit in rule.hits(ranked)
+    ]
+
+
 def results_digest(units: Sequence[SettledUnit]) -> str:
     canonical = json.dumps([u.to_dict() for u in units], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -281,6 +305,7 @@ class Settlement(LoopAggregate):
 
         def apply(self, settlement: Settlement) -> None:
             settlement.published = True
+            settlement.ranking = self.ranking
 
     class SettlementReopened(LoopAggregate.Event):
         def apply(self, settlement: Settlement) -> None:
@@ -316,6 +341,7 @@ class Settlement(LoopAggregate):
         self.units = units
         self.results_digest = results_digest
         self.published = False
+        self.ranking: list[dict[str, Any]] = []
         self.reopened = False
 
     @classmethod
@@ -332,8 +358,7 @@ class Settlement(LoopAggregate):
         sealed for the stage, and one award per rule hit. The caller saves all at once."""
         cycle = inputs.cycle
         stage = cycle.stage(stage_key)
-        if now < cutoff:
-            raise StageNotEnded(stage=stage.key, cutoff=cutoff.isoformat(), now=now.isoformat())
+        require_ended(stage.key, cutoff=cutoff, now=now)
         policy = cycle.policy_for(stage.key)
         units = compute_stage(cycle, stage.key, inputs.aggregates, policy)
         settlement = cls(
@@ -349,12 +374,7 @@ class Settlement(LoopAggregate):
             units=[unit.to_dict() for unit in units],
             results_digest=results_digest(units),
         )
-        settlement.trigger_event(
-            cls.RankingPublished,
-            ranking=[
-                {"unit_id": str(u.unit_id), "rank": u.rank, "total": _text(u.total)} for u in units
-            ],
-        )
+        settlement.trigger_event(cls.RankingPublished, ranking=ranking_of(units))
         cycle.record_settlement(stage.key, settlement.id)
         targets = [a for a in inputs.aggregates if isinstance(a, Target)]
         for target in targets:

@@ -27,11 +27,17 @@ def deadline_trigger(at: str, zone: tzinfo) -> CronTrigger:
 
 def due_stages(cycle: Cycle, now: datetime, zone: tzinfo, grace_days: int = 0) -> list[Stage]:
     """The cycle's stages whose cut-off in ``zone`` plus ``grace_days`` has passed at ``now``
-    and that are unsettled (the rule of ``ClosedLoop.settle_due``, per cycle so one cycle's
+    and that were never settled (the rule of ``ClosedLoop.settle_due``, per cycle so one cycle's
     failure stays its own)."""
     grace = timedelta(days=grace_days)
     return [
         stage
         for stage in cycle.stages
-        if stage.cutoff(zone) + grace <= now and not cycle.is_settled(stage.key)
+        if stage.cutoff(zone) + grace <= now and never_settled(cycle, stage.key)
     ]
+
+
+def never_settled(cycle: Cycle, stage: str) -> bool:
+    """Unsettled and never reopened: a reopened stage waits for its corrections and is settled
+    again by an admin, not by the next scheduled run."""
+    return not cycle.is_settled(stage) and cycle.settlement_round(stage) == 1

@@ -31,6 +31,7 @@ import pytest
 from closedloop.domain.awards import Award, AwardKind
 from closedloop.domain.context import acting_as
 from closedloop.domain.cycles import (
+    ClosedStageAcceptsNoEffects,
     Cycle,
     OnlySettledStagesReopen,
     PolicyFrozenOnceSettled,
@@ -456,13 +457,14 @@ def test_two_processes_settling_at_once_make_one_settlement(
 def test_settle_due_killed_midway_and_run_again_settles_each_stage_once(
     app: ClosedLoop, bureau: Bureau, store_settings: Settings, tmp_path: Path, where: str
 ) -> None:
-    """``settle_due`` over Q1..Q3 is killed (SIGKILL) at its second save: before it starts, or
-    on SQLite inside its transaction with the rows written and not committed. Run again, and
-    again, it settles what is left, once."""
+    """``settle_due`` over Q1..Q3 is killed (SIGKILL) at its fourth save — Q2's settlement,
+    after Q1 was closed and settled and Q2 closed: before it starts, or on SQLite inside its
+    transaction with the rows written and not committed. Run again, and again, it settles what
+    is left, once."""
     flag = tmp_path / "hanging"
     hang = "--hang-at-save" if where == "between-saves" else "--hang-inside-save"
     killed = subprocess.Popen(
-        helper(store_settings, AFTER_Q3, hang, "2", "--flag", str(flag), "due"),
+        helper(store_settings, AFTER_Q3, hang, "4", "--flag", str(flag), "due"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -470,7 +472,7 @@ def test_settle_due_killed_midway_and_run_again_settles_each_stage_once(
     deadline = time.monotonic() + 60
     while not flag.exists():
         assert killed.poll() is None, killed.communicate()
-        assert time.monotonic() < deadline, "the process never reached its second save"
+        assert time.monotonic() < deadline, "the process never reached its fourth save"
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.communicate(timeout=10)
@@ -569,6 +571,48 @@ def test_an_effect_saved_while_the_settlement_computes_is_in_its_figures(
     assert q1_effects_after(app, settlement.through_position) == []
     b = by_key(bureau, settlement.units)["B"]
     assert (b["components"]["result"], b["total"]) == ("38.00", "65.00")  # 19 + 30 + 16
+    assert app.verify_settlement(outcome.settlement_id).matches
+
+
+def test_a_target_created_while_the_settlement_reads_takes_no_effect_for_the_stage(
+    app: ClosedLoop, second_app: ClosedLoop, bureau: Bureau, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica sets a new target while the settlement reads its inputs (so it is not
+    sealed with them) and confirms a Q1 effect on it: the stage was closed before the reading,
+    so the effect is refused rather than stored after the settlement and left out."""
+    read = app._settlement_inputs
+    refused: list[BaseException] = []
+
+    def reading(cycle_id: UUID, *, through: int) -> Any:
+        inputs = read(cycle_id, through=through)
+        if not refused:
+            late = second_app.set_unit_target(
+                cycle_id=bureau.cycle,
+                unit_id=bureau.units["D"],
+                title="迟设目标",
+                indicator=Indicator.quantitative(
+                    metric="m", target_value=Decimal(100), direction=Direction.HIGHER_IS_BETTER
+                ),
+                points=Decimal(90),
+            ).id
+            with pytest.raises(ClosedStageAcceptsNoEffects) as error:  # closed, not yet settled
+                second_app.confirm_effect(
+                    late,
+                    stage="Q1",
+                    method=EffectMethod.INSPECTION,
+                    unit_id=bureau.units["D"],
+                    result=Decimal(100),
+                    evidence="迟到",
+                )
+            refused.append(error.value)
+        return inputs
+
+    monkeypatch.setattr(app, "_settlement_inputs", reading)
+    outcome = app.settle_stage(bureau.cycle, stage="Q1", now=AFTER_Q1, zone=SHANGHAI)
+    assert outcome.created and refused
+    settlement = app.get(Settlement, outcome.settlement_id)
+    assert q1_effects_after(app, settlement.through_position) == []
+    monkeypatch.undo()
     assert app.verify_settlement(outcome.settlement_id).matches
 
 
@@ -742,7 +786,8 @@ def test_verification_matches_and_detects_a_stored_input_changed_afterwards(
     assert not check.matches
     assert check.differences[0].startswith("inputs digest: recorded ")
     assert any(d.startswith(f"unit {unit_b}: recorded ") for d in check.differences)
-    assert check.differences[-1].startswith("results digest: recorded ")
+    assert any(d.startswith("results digest: recorded ") for d in check.differences)
+    assert "published ranking: differs from the recomputed ranking" in check.differences
 
 
 def test_reopening_revokes_the_awards_and_the_next_round_settles_with_a_new_id(

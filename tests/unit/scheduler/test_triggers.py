@@ -118,3 +118,12 @@ def test_a_grace_period_delays_automatic_settlement_for_late_confirmations() -> 
     assert [s.key for s in due_stages(cycle, q1_ends + timedelta(days=10), SHANGHAI, 10)] == ["Q1"]
     fires = fire_times(settlement_trigger(SHANGHAI, 10), datetime(2026, 1, 15, tzinfo=SHANGHAI), 2)
     assert fires == [datetime(2026, 4, 11, tzinfo=SHANGHAI), datetime(2026, 7, 11, tzinfo=SHANGHAI)]
+
+
+def test_a_reopened_stage_is_left_for_an_admin_to_settle_again() -> None:
+    cycle = Cycle.open(year=2026, name="2026")
+    cycle.record_settlement("Q1", uuid.uuid4())
+    cycle.reopen_stage("Q1", reason="复核更正")
+    after_q1 = datetime(2026, 4, 2, tzinfo=SHANGHAI)
+    assert not cycle.is_settled("Q1")
+    assert due_stages(cycle, after_q1, SHANGHAI) == []
