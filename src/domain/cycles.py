@@ -196,6 +196,19 @@ class Cycle(LoopAggregate):
         """1 for a stage never reopened; each reopening starts the next round."""
         return self.settlement_rounds.get(stage_key, 1)
 
+    def stages_due(self, now: datetime, zone: tzinfo, grace_days: int = 0) -> list[Stage]:
+        """Stages to settle automatically at ``now``: cut-off (plus ``grace_days``) passed, and
+        never settled. A reopened stage waits for its corrections and is settled again by an
+        admin, not by the next scheduled run."""
+        grace = timedelta(days=grace_days)
+        return [
+            stage
+            for stage in self.stages
+            if stage.cutoff(zone) + grace <= now
+            and not self.is_settled(stage.key)
+            and self.settlement_round(stage.key) == 1
+        ]
+
     def record_settlement(self, stage_key: str, settlement_id: UUID) -> None:
         self.stage(stage_key)
         if self.is_settled(stage_key):

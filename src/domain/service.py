@@ -879,17 +879,11 @@ class ClosedLoop(Application[UUID]):
         return self._save(cycle, settlement, *revoked, *unsealed)
 
     def settle_due(self, *, now: datetime, zone: tzinfo) -> list[SettlementOutcome]:
-        """Settle every stage of every cycle whose cut-off has passed and that was never
-        settled. A reopened stage is left for an admin to settle again after its corrections."""
+        """Settle every stage of every cycle that is due (:meth:`Cycle.stages_due`)."""
         outcomes = []
         for cycle_id in self.cycle_ids():
-            cycle = self._load(Cycle, cycle_id)
-            for stage in cycle.stages:
-                due = stage.cutoff(zone) <= now and cycle.settlement_round(stage.key) == 1
-                if due and not cycle.is_settled(stage.key):
-                    outcomes.append(
-                        self.settle_stage(cycle_id, stage=stage.key, now=now, zone=zone)
-                    )
+            for stage in self._load(Cycle, cycle_id).stages_due(now, zone):
+                outcomes.append(self.settle_stage(cycle_id, stage=stage.key, now=now, zone=zone))
         return outcomes
 
     def cycle_ids(self) -> list[UUID]:

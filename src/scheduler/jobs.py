@@ -31,7 +31,7 @@ from closedloop.projections.base import projection_position
 from closedloop.projections.supervision import Supervision
 from closedloop.scheduler.locks import JobLock, job_lock_for
 from closedloop.scheduler.overdue import OverdueItem, overdue_items
-from closedloop.scheduler.triggers import deadline_trigger, due_stages, settlement_trigger
+from closedloop.scheduler.triggers import deadline_trigger, settlement_trigger
 from closedloop.settings import Settings
 from closedloop.store.sql import Database
 
@@ -246,7 +246,7 @@ class Scheduler:
                 log.exception("cycle %s could not be read; its stages wait", cycle_id)
                 results.append(StageResult(cycle_id, "*", error=_describe(error)))
                 continue
-            for stage in due_stages(cycle, now, self.zone, self.grace_days):
+            for stage in cycle.stages_due(now, self.zone, self.grace_days):
                 results.append(self._settle(cycle_id, stage.key, now))
         return results
 

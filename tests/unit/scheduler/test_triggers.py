@@ -11,7 +11,7 @@ import pytest
 
 from closedloop.domain.context import acting_as
 from closedloop.domain.cycles import Cycle, Stage
-from closedloop.scheduler.triggers import deadline_trigger, due_stages, settlement_trigger
+from closedloop.scheduler.triggers import deadline_trigger, settlement_trigger
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -62,24 +62,24 @@ def test_the_shanghai_quarter_ends_eight_hours_before_the_utc_one() -> None:
 
 def test_q1_is_due_in_shanghai_but_not_yet_in_utc() -> None:
     cycle = Cycle.open(year=2026, name="2026")
-    assert [s.key for s in due_stages(cycle, SHANGHAI_APRIL_UTC_MARCH, SHANGHAI)] == ["Q1"]
-    assert due_stages(cycle, SHANGHAI_APRIL_UTC_MARCH, UTC) == []
+    assert [s.key for s in cycle.stages_due(SHANGHAI_APRIL_UTC_MARCH, SHANGHAI)] == ["Q1"]
+    assert cycle.stages_due(SHANGHAI_APRIL_UTC_MARCH, UTC) == []
 
 
 def test_a_stage_is_due_from_its_cut_off_on() -> None:
     cycle = Cycle.open(year=2026, name="2026")
     cutoff = datetime(2026, 7, 1, tzinfo=SHANGHAI)
-    before = [s.key for s in due_stages(cycle, cutoff - timedelta(microseconds=1), SHANGHAI)]
+    before = [s.key for s in cycle.stages_due(cutoff - timedelta(microseconds=1), SHANGHAI)]
     assert before == ["Q1"]
-    assert [s.key for s in due_stages(cycle, cutoff, SHANGHAI)] == ["Q1", "Q2"]
+    assert [s.key for s in cycle.stages_due(cutoff, SHANGHAI)] == ["Q1", "Q2"]
     year_later = datetime(2027, 6, 1, tzinfo=SHANGHAI)
-    assert [s.key for s in due_stages(cycle, year_later, SHANGHAI)] == ["Q1", "Q2", "Q3", "Q4"]
+    assert [s.key for s in cycle.stages_due(year_later, SHANGHAI)] == ["Q1", "Q2", "Q3", "Q4"]
 
 
 def test_settled_stages_are_not_due() -> None:
     cycle = Cycle.open(year=2026, name="2026")
     cycle.record_settlement("Q1", uuid.uuid4())
-    due = due_stages(cycle, datetime(2026, 10, 2, tzinfo=SHANGHAI), SHANGHAI)
+    due = cycle.stages_due(datetime(2026, 10, 2, tzinfo=SHANGHAI), SHANGHAI)
     assert [s.key for s in due] == ["Q2", "Q3"]
 
 
@@ -89,8 +89,8 @@ def test_stages_that_are_not_quarters_are_due_at_their_own_cut_off() -> None:
         Stage("H2", date(2026, 6, 16), date(2026, 12, 31)),
     ]
     cycle = Cycle.open(year=2026, name="2026", stages=halves)
-    assert due_stages(cycle, datetime(2026, 6, 15, 23, 59, tzinfo=SHANGHAI), SHANGHAI) == []
-    due = due_stages(cycle, datetime(2026, 6, 16, tzinfo=SHANGHAI), SHANGHAI)
+    assert cycle.stages_due(datetime(2026, 6, 15, 23, 59, tzinfo=SHANGHAI), SHANGHAI) == []
+    due = cycle.stages_due(datetime(2026, 6, 16, tzinfo=SHANGHAI), SHANGHAI)
     assert [s.key for s in due] == ["H1"]
 
 
@@ -114,8 +114,8 @@ def test_deadline_check_fires_daily_at_its_local_time(zone: ZoneInfo, expected: 
 def test_a_grace_period_delays_automatic_settlement_for_late_confirmations() -> None:
     cycle = Cycle.open(year=2026, name="2026")
     q1_ends = datetime(2026, 4, 1, tzinfo=SHANGHAI)
-    assert [s.key for s in due_stages(cycle, q1_ends, SHANGHAI, grace_days=10)] == []
-    assert [s.key for s in due_stages(cycle, q1_ends + timedelta(days=10), SHANGHAI, 10)] == ["Q1"]
+    assert [s.key for s in cycle.stages_due(q1_ends, SHANGHAI, grace_days=10)] == []
+    assert [s.key for s in cycle.stages_due(q1_ends + timedelta(days=10), SHANGHAI, 10)] == ["Q1"]
     fires = fire_times(settlement_trigger(SHANGHAI, 10), datetime(2026, 1, 15, tzinfo=SHANGHAI), 2)
     assert fires == [datetime(2026, 4, 11, tzinfo=SHANGHAI), datetime(2026, 7, 11, tzinfo=SHANGHAI)]
 
@@ -126,4 +126,4 @@ def test_a_reopened_stage_is_left_for_an_admin_to_settle_again() -> None:
     cycle.reopen_stage("Q1", reason="复核更正")
     after_q1 = datetime(2026, 4, 2, tzinfo=SHANGHAI)
     assert not cycle.is_settled("Q1")
-    assert due_stages(cycle, after_q1, SHANGHAI) == []
+    assert cycle.stages_due(after_q1, SHANGHAI) == []
