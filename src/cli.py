@@ -16,12 +16,10 @@ from typing import Any
 from uuid import UUID
 
 from closedloop.domain.access import Role
-from closedloop.domain.awards import Award
 from closedloop.domain.context import acting_as
 from closedloop.domain.errors import DomainError
-from closedloop.domain.scoring import Ranked, ScoringPolicy
 from closedloop.domain.service import ClosedLoop, SettlementOutcome
-from closedloop.domain.settlement import Settlement, award_id
+from closedloop.domain.settlement import Settlement
 from closedloop.domain.units import Unit
 from closedloop.settings import Settings
 from closedloop.store import application_env, ensure_database_ready
@@ -205,24 +203,13 @@ def _print_settlement(app: ClosedLoop, outcome: SettlementOutcome) -> None:
         rank = "-" if unit.rank is None else str(unit.rank)
         total = "no total" if unit.total is None else str(unit.total)
         print(f"  {rank:>3}  {total:>8}  {_unit_name(app, unit.unit_id)}  ({unit.unit_id})")
-    awards = _awards_of(app, settlement)
+    awards = app.settlement_awards(settlement.id)
     print(f"awards ({len(awards)}):")
     for award in awards:
         points = "" if award.points is None else f" {award.points} points"
         revoked = " (revoked)" if award.revoked else ""
         recipient = _unit_name(app, award.unit_id) if award.unit_id else str(award.person_id)
         print(f"  {award.kind.value}{points} to {recipient} by rule {award.rule}{revoked}")
-
-
-def _awards_of(app: ClosedLoop, settlement: Settlement) -> list[Award]:
-    """The awards the settlement issued: the ids are derived from its rule hits."""
-    policy = ScoringPolicy.from_dict(settlement.policy)
-    ranked = [Ranked(u.unit_id, u.total, u.rank) for u in settlement.settled_units]
-    return [
-        app.get(Award, award_id(settlement.id, rule.name, hit.unit_id))
-        for rule in policy.award_rules
-        for hit in rule.hits(ranked)
-    ]
 
 
 def _unit_name(app: ClosedLoop, unit_id: UUID) -> str:
