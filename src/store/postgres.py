@@ -21,6 +21,7 @@ trip, for a command service that loads everything a command needs at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -29,8 +30,9 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
+from psycopg.errors import DuplicateObject
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 
 def _channel_name(schema: str, table: str) -> str:
@@ -103,6 +105,29 @@ class SingleTripApplicationRecorder(PostgresApplicationRecorder):
             .format(schema=schema, table=Identifier(self.events_table_name))
             .as_string()
         )
+
+    def create_table(self) -> None:
+        """The library's creation (types, then tables and functions), one process at a time.
+
+        Processes starting together (API replicas, a worker) would otherwise race on
+        ``CREATE TYPE`` and ``CREATE OR REPLACE FUNCTION`` ("tuple concurrently updated"). Each
+        transaction first takes a transaction-level advisory lock keyed by schema and table.
+        """
+        lock = SQL("SELECT pg_advisory_xact_lock(hashtext({key}))").format(
+            key=Literal(f"closedloop-ddl:{self.datastore.schema}.{self.events_table_name}")
+        )
+        for statement in self.sql_create_statements:
+            if "CREATE TYPE" in statement.as_string():
+                with (
+                    self.datastore.transaction(commit=True) as curs,
+                    contextlib.suppress(DuplicateObject),
+                ):
+                    curs.execute(lock, prepare=False)
+                    curs.execute(statement, prepare=False)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(lock, prepare=False)
+            self._create_table(curs)
+        self.datastore.register_type_adapters()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -85,3 +87,33 @@ def test_an_unreachable_server_fails_loudly() -> None:
     settings = Settings(database_url="postgresql://postgres@127.0.0.1:1/closedloop")
     with pytest.raises(psycopg.OperationalError):
         ensure_database_ready(settings)
+
+
+@pytest.mark.postgres
+def test_processes_starting_together_on_a_new_schema_all_start(
+    postgres_settings: Settings,
+) -> None:
+    """API replicas and workers start at once: creating the tables, types and the insert
+    function must not fail one of them ("tuple concurrently updated")."""
+    assert postgres_settings.database_url is not None
+    starters = 6
+    for attempt in range(3):  # each attempt on a schema nobody created yet
+        schema = f"{postgres_settings.database_schema}_start{attempt}"
+        settings = postgres_settings.model_copy(update={"database_schema": schema})
+        ensure_database_ready(settings)
+        barrier = threading.Barrier(starters)
+
+        def start(settings: Settings = settings, barrier: threading.Barrier = barrier) -> None:
+            env = application_env(settings)
+            barrier.wait(timeout=30)
+            ClosedLoop(env=env).close()
+
+        try:
+            with ThreadPoolExecutor(starters) as pool:
+                for started in [pool.submit(start) for _ in range(starters)]:
+                    started.result(timeout=60)
+        finally:
+            with psycopg.connect(postgres_settings.database_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
